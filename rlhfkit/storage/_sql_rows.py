@@ -1,0 +1,280 @@
+"""Records to SQL rows and back, and filters to SQL conditions.
+
+Rows are plain tuples in the column order of :data:`INTERACTION_COLUMNS` etc.,
+built with one JSON serialisation per record (pydantic-core's, in Rust), so
+that bulk writes cost little more than the database's own insert.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic_core
+
+from .._models import (
+    BinaryData,
+    BinaryFeedback,
+    ComparativeData,
+    Feedback,
+    FeedbackFilter,
+    FeedbackSession,
+    FeedbackType,
+    Interaction,
+    InteractionFilter,
+    MultiDimensionalData,
+    RatingData,
+    TextData,
+)
+from ..analytics._stats import feedback_targets
+from . import _sql_schema as schema
+from ._sql_schema import from_micros, to_micros
+
+sa = schema.sa
+
+INTERACTION_COLUMNS = (
+    "project", "id", "timestamp", "model", "provider", "user_id", "session_id", "latency",
+    "prompt_tokens", "completion_tokens", "total_tokens", "has_error", "prompt", "response", "doc",
+)  # fmt: skip
+FEEDBACK_COLUMNS = (
+    "project", "id", "interaction_id", "type", "timestamp", "user_id", "session_id", "source",
+    "value", "rating_value", "max_rating", "sentiment", "data", "metadata",
+)  # fmt: skip
+TARGET_COLUMNS = ("project", "feedback_id", "interaction_id", "role", "timestamp")
+
+_INTERACTION_IN_COLUMNS = {
+    "id", "timestamp", "model", "provider", "user_id", "session_id", "latency", "prompt", "response", "feedback_ids",
+}  # fmt: skip
+
+
+def interaction_row(project: str, i: Interaction) -> tuple[Any, ...]:
+    """The row of an interaction (``doc`` as JSON text)."""
+    usage = i.token_usage
+    return (
+        project,
+        i.id,
+        to_micros(i.timestamp),
+        i.model,
+        i.provider,
+        i.user_id,
+        i.session_id,
+        i.latency,
+        None if usage is None else usage.prompt,
+        None if usage is None else usage.completion,
+        None if usage is None else usage.total,
+        i.error is not None,
+        i.prompt,
+        i.response,
+        i.model_dump_json(exclude=_INTERACTION_IN_COLUMNS),
+    )
+
+
+def feedback_row(project: str, f: Feedback) -> tuple[Any, ...]:
+    """The row of a feedback (``data`` and ``metadata`` as JSON text)."""
+    data = f.data
+    value: float | None = None
+    rating_value: float | None = None
+    max_rating: int | None = None
+    sentiment: str | None = None
+    if isinstance(data, BinaryData):
+        value = 1.0 if data.value == BinaryFeedback.THUMBS_UP else -1.0
+    elif isinstance(data, RatingData):
+        value, rating_value, max_rating = data.normalized, data.value, data.max_rating
+    elif isinstance(data, MultiDimensionalData):
+        value = data.weighted_score
+    elif isinstance(data, TextData) and data.sentiment is not None:
+        sentiment = data.sentiment.value
+    return (
+        project,
+        f.id,
+        f.interaction_id,
+        f.type.value,
+        to_micros(f.timestamp),
+        f.user_id,
+        f.session_id,
+        f.source,
+        value,
+        rating_value,
+        max_rating,
+        sentiment,
+        data.model_dump_json(exclude={"weighted_score"}),
+        pydantic_core.to_json(f.metadata).decode(),
+    )
+
+
+def target_rows(project: str, f: Feedback) -> list[tuple[Any, ...]]:
+    """The feedback_targets rows of a feedback: one per interaction it is about."""
+    ts = to_micros(f.timestamp)
+    data = f.data
+    rows = []
+    for interaction_id in feedback_targets(f):
+        role = "subject"
+        if isinstance(data, ComparativeData):
+            if interaction_id == data.preferred_id:
+                role = "preferred"
+            elif interaction_id in data.alternative_ids:
+                role = "alternative"
+        rows.append((project, f.id, interaction_id, role, ts))
+    return rows
+
+
+def session_values(project: str, s: FeedbackSession) -> dict[str, Any]:
+    """The column values of a session, for a Core insert."""
+    return {
+        "project": project,
+        "id": s.id,
+        "user_id": s.user_id,
+        "start_time": to_micros(s.start_time),
+        "end_time": None if s.end_time is None else to_micros(s.end_time),
+        "interaction_ids": list(s.interaction_ids),
+        "feedback_ids": list(s.feedback_ids),
+        "metadata": pydantic_core.to_jsonable_python(s.metadata),
+    }
+
+
+def _json(value: Any) -> Any:
+    # SQLAlchemy's JSON type decodes on both dialects; a str here means it was bypassed.
+    return pydantic_core.from_json(value) if isinstance(value, str | bytes) else value
+
+
+def row_to_interaction(row: Any, feedback_ids: list[str]) -> Interaction:
+    """An Interaction from its row (a mapping) and the ids of its feedback."""
+    doc = dict(_json(row["doc"]))
+    doc.update(
+        id=row["id"],
+        timestamp=from_micros(row["timestamp"]),
+        model=row["model"],
+        provider=row["provider"],
+        user_id=row["user_id"],
+        session_id=row["session_id"],
+        latency=row["latency"],
+        prompt=row["prompt"],
+        response=row["response"],
+        feedback_ids=feedback_ids,
+    )
+    return Interaction.model_validate(doc)
+
+
+def row_to_feedback(row: Any) -> Feedback:
+    """A Feedback from its row (a mapping)."""
+    return Feedback.model_validate(
+        {
+            "id": row["id"],
+            "interaction_id": row["interaction_id"],
+            "type": row["type"],
+            "data": _json(row["data"]),
+            "user_id": row["user_id"],
+            "session_id": row["session_id"],
+            "metadata": _json(row["metadata"]),
+            "timestamp": from_micros(row["timestamp"]),
+            "source": row["source"],
+        }
+    )
+
+
+def row_to_session(row: Any, interaction_ids: list[str], feedback_ids: list[str]) -> FeedbackSession:
+    """A FeedbackSession from its row and the ids found for it."""
+    return FeedbackSession.model_validate(
+        {
+            "id": row["id"],
+            "user_id": row["user_id"],
+            "start_time": from_micros(row["start_time"]),
+            "end_time": None if row["end_time"] is None else from_micros(row["end_time"]),
+            "interaction_ids": interaction_ids,
+            "feedback_ids": feedback_ids,
+            "metadata": _json(row["metadata"]),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def feedback_model(project: str) -> Any:
+    """The model of a feedback's interaction: the stored copy, else a lookup."""
+    i, f = schema.interactions, schema.feedback
+    lookup = (
+        sa.select(i.c.model).where(i.c.project == project, i.c.id == f.c.interaction_id).scalar_subquery()
+    )
+    return sa.func.coalesce(f.c.model, lookup)
+
+
+def _time_conditions(column: Any, start: Any, end: Any) -> list[Any]:
+    conditions = []
+    if start is not None:
+        conditions.append(column >= to_micros(start))
+    if end is not None:
+        conditions.append(column < to_micros(end))
+    return conditions
+
+
+def interaction_conditions(project: str, flt: InteractionFilter) -> list[Any]:
+    """SQL conditions for every non-paging field of an interaction filter."""
+    i, f, t = schema.interactions, schema.feedback, schema.feedback_targets
+    conds: list[Any] = [i.c.project == project, *_time_conditions(i.c.timestamp, flt.start_time, flt.end_time)]
+    if flt.ids is not None:
+        conds.append(i.c.id.in_(flt.ids))
+    if flt.user_id is not None:
+        conds.append(i.c.user_id == flt.user_id)
+    if flt.session_id is not None:
+        conds.append(i.c.session_id == flt.session_id)
+    if flt.models is not None:
+        conds.append(i.c.model.in_(flt.models))
+    if flt.provider is not None:
+        conds.append(i.c.provider == flt.provider)
+    if flt.errors_only:
+        conds.append(i.c.has_error.is_(True))
+    if flt.search is not None:
+        conds.append(
+            sa.or_(i.c.prompt.icontains(flt.search, autoescape=True), i.c.response.icontains(flt.search, autoescape=True))
+        )
+    targeted = sa.and_(t.c.project == project, t.c.interaction_id == i.c.id)
+    if flt.has_feedback is not None:
+        exists = sa.select(sa.literal(1)).where(targeted).exists()
+        conds.append(exists if flt.has_feedback else ~exists)
+    joined = t.join(f, sa.and_(f.c.project == t.c.project, f.c.id == t.c.feedback_id))
+    if flt.feedback_types is not None:
+        types = [FeedbackType(x).value for x in flt.feedback_types]
+        conds.append(sa.select(sa.literal(1)).select_from(joined).where(targeted, f.c.type.in_(types)).exists())
+    if flt.min_rating is not None or flt.max_rating is not None:
+        rating = [f.c.type == FeedbackType.RATING.value]
+        if flt.min_rating is not None:
+            rating.append(f.c.rating_value >= flt.min_rating)
+        if flt.max_rating is not None:
+            rating.append(f.c.rating_value <= flt.max_rating)
+        conds.append(sa.select(sa.literal(1)).select_from(joined).where(targeted, *rating).exists())
+    return conds
+
+
+def feedback_conditions(project: str, flt: FeedbackFilter) -> list[Any]:
+    """SQL conditions for every non-paging field of a feedback filter."""
+    f, t = schema.feedback, schema.feedback_targets
+    conds: list[Any] = [f.c.project == project, *_time_conditions(f.c.timestamp, flt.start_time, flt.end_time)]
+    if flt.ids is not None:
+        conds.append(f.c.id.in_(flt.ids))
+    if flt.interaction_ids is not None:
+        conds.append(
+            f.c.id.in_(
+                sa.select(t.c.feedback_id).where(t.c.project == project, t.c.interaction_id.in_(flt.interaction_ids))
+            )
+        )
+    if flt.types is not None:
+        conds.append(f.c.type.in_([FeedbackType(x).value for x in flt.types]))
+    if flt.user_id is not None:
+        conds.append(f.c.user_id == flt.user_id)
+    if flt.session_id is not None:
+        conds.append(f.c.session_id == flt.session_id)
+    if flt.source is not None:
+        conds.append(f.c.source == flt.source)
+    if flt.sentiment is not None:
+        conds.append(sa.and_(f.c.type == FeedbackType.TEXT.value, f.c.sentiment == flt.sentiment.value))
+    if flt.min_rating is not None or flt.max_rating is not None:
+        in_bounds = [f.c.type == FeedbackType.RATING.value]
+        if flt.min_rating is not None:
+            in_bounds.append(f.c.rating_value >= flt.min_rating)
+        if flt.max_rating is not None:
+            in_bounds.append(f.c.rating_value <= flt.max_rating)
+        # Feedback without a rating passes only when the caller named the types it wants.
+        conds.append(sa.and_(*in_bounds) if flt.types is None else sa.or_(f.c.type != "rating", sa.and_(*in_bounds)))
+    if flt.model is not None:
+        conds.append(feedback_model(project) == flt.model)
+    return conds

@@ -1,0 +1,172 @@
+"""The SQL schema shared by SQLite and PostgreSQL (SQLAlchemy Core tables).
+
+Every table holds the records of many projects: ``project`` leads every
+primary key and index, and every query filters on it.
+
+Times of records are stored as integers, microseconds since the Unix epoch
+(UTC), in the ``timestamp`` / ``start_time`` / ``end_time`` columns: they
+compare, sort and bucket (``timestamp / 3600000000`` is the hour) the same way
+in both databases, at the cost of needing :func:`to_micros` / :func:`from_micros`
+to read them by hand. ``api_keys`` is the collector's and uses real datetimes.
+
+Columns that queries filter or aggregate on are real columns; the rest of a
+record is in a JSON column (JSONB on PostgreSQL), so reading a record back is
+"columns + JSON" without loss.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..errors import require
+
+sa = require("sqlalchemy", "sql")
+from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402
+
+__all__ = [
+    "api_keys",
+    "feedback",
+    "feedback_targets",
+    "from_micros",
+    "interactions",
+    "metadata",
+    "schema_migrations",
+    "sessions",
+    "to_micros",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def to_micros(value: datetime) -> int:
+    """A datetime as microseconds since the Unix epoch (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MICRO
+
+
+def from_micros(value: int) -> datetime:
+    """The UTC datetime of a number of microseconds since the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+JSONType: Any = sa.JSON().with_variant(JSONB(), "postgresql")
+"""JSON on SQLite (stored as text), JSONB on PostgreSQL."""
+
+IdType: Any = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
+"""Record ids: byte order on both databases, so that id order is the same everywhere."""
+
+metadata = sa.MetaData()
+"""The metadata of every rlhfkit table."""
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("id", IdType, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.String(200)),
+    sa.Column("provider", sa.String(100)),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("session_id", sa.String(200)),
+    sa.Column("latency", sa.Float),
+    sa.Column("prompt_tokens", sa.Integer),
+    sa.Column("completion_tokens", sa.Integer),
+    sa.Column("total_tokens", sa.Integer),
+    sa.Column("has_error", sa.Boolean, nullable=False, default=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("doc", JSONType, nullable=False),
+    sa.PrimaryKeyConstraint("project", "id", name="pk_interactions"),
+    sa.Index("ix_interactions_project_timestamp", "project", "timestamp"),
+    sa.Index("ix_interactions_project_model_timestamp", "project", "model", "timestamp"),
+    sa.Index("ix_interactions_project_session", "project", "session_id"),
+    sa.Index("ix_interactions_project_user", "project", "user_id"),
+)
+"""One row per interaction; ``doc`` holds the fields without a column of their own."""
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("id", IdType, nullable=False),
+    sa.Column("interaction_id", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("session_id", sa.String(200)),
+    sa.Column("source", sa.String(200)),
+    sa.Column("model", sa.String(200)),
+    sa.Column("value", sa.Float),
+    sa.Column("rating_value", sa.Float),
+    sa.Column("max_rating", sa.Integer),
+    sa.Column("sentiment", sa.String(16)),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.PrimaryKeyConstraint("project", "id", name="pk_feedback"),
+    sa.Index("ix_feedback_project_interaction", "project", "interaction_id"),
+    sa.Index("ix_feedback_project_type_timestamp", "project", "type", "timestamp"),
+    sa.Index("ix_feedback_project_timestamp", "project", "timestamp"),
+)
+"""One row per feedback.
+
+``value`` is one number for SQL aggregates (binary ±1, rating normalised to
+0..1, multi-dimensional weighted score); ``model`` is the model of the
+interaction when it was known at write time (NULL otherwise: readers fall
+back to a lookup).
+"""
+
+feedback_targets = sa.Table(
+    "feedback_targets",
+    metadata,
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("feedback_id", sa.String(200), nullable=False),
+    sa.Column("interaction_id", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("project", "feedback_id", "interaction_id", name="pk_feedback_targets"),
+    sa.Index("ix_feedback_targets_project_interaction", "project", "interaction_id", "timestamp"),
+)
+"""Every interaction a feedback is about: ``role`` is ``subject`` (its
+interaction_id), ``preferred`` or ``alternative`` (comparisons); ``timestamp``
+is the feedback's."""
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("id", IdType, nullable=False),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("start_time", sa.BigInteger, nullable=False),
+    sa.Column("end_time", sa.BigInteger),
+    sa.Column("interaction_ids", JSONType, nullable=False),
+    sa.Column("feedback_ids", JSONType, nullable=False),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.PrimaryKeyConstraint("project", "id", name="pk_sessions"),
+)
+"""Sessions; the latest write of a session replaces the earlier ones."""
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("write_only", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_api_keys_project", "project"),
+)
+"""The collector's API keys: only a hash of each key is stored."""
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""Which numbered migrations have run."""

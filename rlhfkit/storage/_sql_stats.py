@@ -1,0 +1,317 @@
+"""Feedback statistics and time series computed by SQL aggregates.
+
+The numbers follow the rules of :mod:`rlhfkit.analytics._stats` (the plain
+Python version the other backends use); the contract tests check that both
+agree. No query loads the feedback rows themselves: counts and sums are
+grouped in the database, and the rating median is read with ORDER BY and
+LIMIT/OFFSET.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime
+from typing import Any, Literal
+
+from .._models import (
+    BinaryStats,
+    ComparativeStats,
+    FeedbackStats,
+    ModelStats,
+    MultiDimensionalStats,
+    RatingStats,
+    TextStats,
+)
+from ..analytics._stats import UNKNOWN_MODEL, rating_bucket
+from ..errors import ValidationError
+from . import _sql_schema as schema
+from ._sql_rows import feedback_model
+from ._sql_schema import from_micros, to_micros
+
+__all__ = ["feedback_stats", "timeseries"]
+
+sa = schema.sa
+
+_BUCKET_MICROS = {"hour": 3_600_000_000, "day": 86_400_000_000}
+
+
+def _window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
+    conditions = []
+    if start is not None:
+        conditions.append(column >= to_micros(start))
+    if end is not None:
+        conditions.append(column < to_micros(end))
+    return conditions
+
+
+def _case_sum(condition: Any, value: Any = 1) -> Any:
+    return sa.func.sum(sa.case((condition, value), else_=0))
+
+
+def _feedback_rows(project: str, start: datetime | None, end: datetime | None, *extra: Any) -> Any:
+    """A subquery of this project's feedback in range, with the model of its interaction as ``m``."""
+    f = schema.feedback
+    return (
+        sa.select(f.c.type, f.c.sentiment, f.c.value, f.c.timestamp, feedback_model(project).label("m"))
+        .where(f.c.project == project, *_window(f.c.timestamp, start, end), *extra)
+        .subquery()
+    )
+
+
+def feedback_stats(connection: Any, project: str, start: datetime | None, end: datetime | None) -> FeedbackStats:
+    """The :class:`FeedbackStats` of ``project`` over [start, end)."""
+    i, f, t = schema.interactions, schema.feedback, schema.feedback_targets
+    dialect = connection.dialect.name
+    models: dict[str, ModelStats] = {}
+
+    def model_stats(name: str | None) -> ModelStats:
+        key = name or UNKNOWN_MODEL
+        return models.setdefault(key, ModelStats(model=key))
+
+    latency_sums: dict[str, float] = defaultdict(float)
+    latency_counts: dict[str, int] = defaultdict(int)
+    total_interactions = 0
+    query = (
+        sa.select(i.c.model, sa.func.count(), sa.func.sum(i.c.latency), sa.func.count(i.c.latency))
+        .where(i.c.project == project, *_window(i.c.timestamp, start, end))
+        .group_by(i.c.model)
+    )
+    for model, count, latency_sum, latency_count in connection.execute(query):
+        stats = model_stats(model)
+        stats.interactions += count
+        total_interactions += count
+        latency_sums[stats.model] += latency_sum or 0.0
+        latency_counts[stats.model] += latency_count
+
+    rows = _feedback_rows(project, start, end)
+    query = sa.select(
+        rows.c.m, rows.c.type, rows.c.sentiment, sa.func.count(), _case_sum(rows.c.value > 0), sa.func.sum(rows.c.value)
+    ).group_by(rows.c.m, rows.c.type, rows.c.sentiment)
+    by_type: dict[str, int] = defaultdict(int)
+    binary, text = BinaryStats(), TextStats()
+    rating_count, rating_sum, multi_count, multi_sum = 0, 0.0, 0, 0.0
+    rating_by_model: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for model, type_, sentiment, count, positive, value_sum in connection.execute(query):
+        stats = model_stats(model)
+        stats.feedback += count
+        by_type[type_] += count
+        if type_ == "binary":
+            binary.thumbs_up += positive
+            binary.thumbs_down += count - positive
+            stats.thumbs_up += positive
+            stats.thumbs_down += count - positive
+        elif type_ == "rating":
+            rating_count += count
+            rating_sum += count + 4 * (value_sum or 0.0)
+            acc = rating_by_model[stats.model]
+            acc[0] += count
+            acc[1] += count + 4 * (value_sum or 0.0)
+        elif type_ == "text":
+            text.count += count
+            field = sentiment if sentiment in {"positive", "negative", "neutral"} else "unknown"
+            setattr(text, field, getattr(text, field) + count)
+        elif type_ == "multi_dimensional":
+            multi_count += count
+            multi_sum += value_sum or 0.0
+    for name, stats in models.items():
+        if latency_counts.get(name):
+            stats.average_latency_ms = latency_sums[name] / latency_counts[name]
+        count_sum = rating_by_model.get(name)
+        if count_sum and count_sum[0]:
+            stats.average_rating = count_sum[1] / count_sum[0]
+
+    rating = RatingStats(count=rating_count)
+    if rating_count:
+        rating.average = rating_sum / rating_count
+        rating.median = _rating_median(connection, project, start, end, rating_count)
+        rating.distribution = _rating_distribution(connection, project, start, end, dialect)
+
+    multi = MultiDimensionalStats(count=multi_count)
+    if multi_count:
+        multi.average_weighted_score = multi_sum / multi_count
+        multi.dimension_averages = _dimension_averages(connection, project, start, end, dialect)
+
+    with_feedback = connection.execute(
+        sa.select(sa.func.count())
+        .select_from(i)
+        .where(
+            i.c.project == project,
+            *_window(i.c.timestamp, start, end),
+            sa.select(sa.literal(1))
+            .where(t.c.project == project, t.c.interaction_id == i.c.id, *_window(t.c.timestamp, start, end))
+            .exists(),
+        )
+    ).scalar_one()
+
+    return FeedbackStats(
+        total_interactions=total_interactions,
+        total_feedback=sum(by_type.values()),
+        interactions_with_feedback=with_feedback,
+        by_type=dict(sorted(by_type.items())),
+        binary=binary,
+        rating=rating,
+        text=text,
+        multi_dimensional=multi,
+        comparative=_comparisons(connection, project, start, end, by_type.get("comparative", 0)),
+        by_model=dict(sorted(models.items())),
+        start_time=start,
+        end_time=end,
+    )
+
+
+def _rating_median(connection: Any, project: str, start: Any, end: Any, count: int) -> float:
+    f = schema.feedback
+    query = (
+        sa.select(f.c.value)
+        .where(f.c.project == project, f.c.type == "rating", *_window(f.c.timestamp, start, end))
+        .order_by(f.c.value)
+        .limit(1 if count % 2 else 2)
+        .offset((count - 1) // 2)
+    )
+    middle = list(connection.execute(query).scalars())
+    return 1.0 + 4.0 * sum(middle) / len(middle)
+
+
+def _rating_distribution(connection: Any, project: str, start: Any, end: Any, dialect: str) -> dict[int, int]:
+    f = schema.feedback
+    on_five = 1.5 + 4 * f.c.value  # +0.5: round half up
+    star = sa.func.floor(on_five) if dialect == "postgresql" else sa.cast(on_five, sa.Integer)
+    query = (
+        sa.select(star.label("star"), sa.func.count())
+        .where(f.c.project == project, f.c.type == "rating", *_window(f.c.timestamp, start, end))
+        .group_by(sa.text("star"))
+    )
+    distribution = dict.fromkeys(range(1, 6), 0)
+    for star_value, count in connection.execute(query):
+        distribution[rating_bucket(float(star_value))] += count
+    return distribution
+
+
+def _dimension_averages(connection: Any, project: str, start: Any, end: Any, dialect: str) -> dict[str, float]:
+    params: dict[str, Any] = {"project": project}
+    window = ""
+    if start is not None:
+        window += " AND f.timestamp >= :start"
+        params["start"] = to_micros(start)
+    if end is not None:
+        window += " AND f.timestamp < :end"
+        params["end"] = to_micros(end)
+    if dialect == "postgresql":
+        source = "jsonb_each_text(f.data -> 'dimensions') AS d"
+        value = "CAST(d.value AS DOUBLE PRECISION)"
+    else:
+        source = "json_each(f.data, '$.dimensions') AS d"
+        value = "d.value"
+    sql = (
+        f"SELECT d.key, AVG({value}) FROM feedback AS f, {source} "
+        f"WHERE f.project = :project AND f.type = 'multi_dimensional'{window} GROUP BY d.key ORDER BY d.key"
+    )
+    return {key: float(avg) for key, avg in connection.execute(sa.text(sql), params)}
+
+
+def _comparisons(connection: Any, project: str, start: Any, end: Any, count: int) -> ComparativeStats:
+    t, i = schema.feedback_targets, schema.interactions
+    preferred, alternative = t.alias("tp"), t.alias("ta")
+    winner, loser = i.alias("iw"), i.alias("il")
+    query = (
+        sa.select(winner.c.model, loser.c.model, sa.func.count())
+        .select_from(
+            preferred.join(
+                alternative,
+                sa.and_(
+                    alternative.c.project == preferred.c.project,
+                    alternative.c.feedback_id == preferred.c.feedback_id,
+                    alternative.c.role == "alternative",
+                ),
+            )
+            .outerjoin(winner, sa.and_(winner.c.project == project, winner.c.id == preferred.c.interaction_id))
+            .outerjoin(loser, sa.and_(loser.c.project == project, loser.c.id == alternative.c.interaction_id))
+        )
+        .where(preferred.c.project == project, preferred.c.role == "preferred",
+               *_window(preferred.c.timestamp, start, end))
+        .group_by(winner.c.model, loser.c.model)
+    )  # fmt: skip
+    stats = ComparativeStats(count=count)
+    for won, lost, pairs in connection.execute(query):
+        won, lost = won or UNKNOWN_MODEL, lost or UNKNOWN_MODEL
+        stats.wins_by_model[won] = stats.wins_by_model.get(won, 0) + pairs
+        stats.losses_by_model[lost] = stats.losses_by_model.get(lost, 0) + pairs
+    stats.wins_by_model = dict(sorted(stats.wins_by_model.items()))
+    stats.losses_by_model = dict(sorted(stats.losses_by_model.items()))
+    return stats
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def timeseries(
+    connection: Any,
+    project: str,
+    bucket: Literal["hour", "day"],
+    start: datetime | None,
+    end: datetime | None,
+    model: str | None,
+) -> list[dict[str, Any]]:
+    """Per bucket and model: see :meth:`rlhfkit.storage.sql.SQLStorage.timeseries`."""
+    if bucket not in _BUCKET_MICROS:
+        raise ValidationError("bucket", "must be 'hour' or 'day'", bucket)
+    size = _BUCKET_MICROS[bucket]
+    i = schema.interactions
+    items: dict[tuple[int, str], dict[str, Any]] = {}
+    latencies: dict[tuple[int, str], list[float]] = defaultdict(list)
+
+    def item(b: int, name: str | None) -> dict[str, Any]:
+        key = (b, name or UNKNOWN_MODEL)
+        if key not in items:
+            items[key] = {
+                "bucket": from_micros(b * size), "model": key[1], "interactions": 0, "feedback": 0,
+                "thumbs_up": 0, "thumbs_down": 0, "average_rating": None, "average_latency_ms": None,
+                "p50_latency_ms": None, "p95_latency_ms": None,
+            }  # fmt: skip
+        return items[key]
+
+    extra = [] if model is None else [i.c.model == model]
+    query = (
+        sa.select((i.c.timestamp // size).label("b"), i.c.model, sa.func.count())
+        .where(i.c.project == project, *_window(i.c.timestamp, start, end), *extra)
+        .group_by(sa.text("b"), i.c.model)
+    )
+    for b, name, count in connection.execute(query):
+        item(int(b), name)["interactions"] += count
+    query = sa.select((i.c.timestamp // size).label("b"), i.c.model, i.c.latency).where(
+        i.c.project == project, *_window(i.c.timestamp, start, end), i.c.latency.is_not(None), *extra
+    )
+    for b, name, latency in connection.execute(query):
+        latencies[(int(b), name or UNKNOWN_MODEL)].append(latency)
+
+    rows = _feedback_rows(project, start, end)
+    query = sa.select(
+        (rows.c.timestamp // size).label("b"),
+        rows.c.m,
+        sa.func.count(),
+        _case_sum(sa.and_(rows.c.type == "binary", rows.c.value > 0)),
+        _case_sum(sa.and_(rows.c.type == "binary", rows.c.value < 0)),
+        _case_sum(rows.c.type == "rating"),
+        _case_sum(rows.c.type == "rating", 1 + 4 * rows.c.value),
+    ).group_by(sa.text("b"), rows.c.m)
+    if model is not None:
+        query = query.where(rows.c.m == model)
+    for b, name, count, up, down, ratings, rating_sum in connection.execute(query):
+        entry = item(int(b), name)
+        entry.update(feedback=count, thumbs_up=up or 0, thumbs_down=down or 0)
+        if ratings:
+            entry["average_rating"] = float(rating_sum) / ratings
+
+    for key, values in latencies.items():
+        values.sort()
+        entry = item(*key)
+        entry["average_latency_ms"] = sum(values) / len(values)
+        entry["p50_latency_ms"] = _percentile(values, 0.5)
+        entry["p95_latency_ms"] = _percentile(values, 0.95)
+    return [items[key] for key in sorted(items)]

@@ -1,0 +1,415 @@
+"""SQLStorage: SQLite and PostgreSQL through one SQLAlchemy Core layer.
+
+::
+
+    storage = SQLStorage("sqlite:///rlhf.db")          # or "sqlite://" in memory
+    storage = SQLStorage("postgresql://postgres@127.0.0.1/test", project="shop")
+    storage.initialize()                               # runs the migrations
+    storage.write(RecordBatch(interactions=[...]))
+
+Every row belongs to a project; :meth:`SQLStorage.for_project` gives a view
+of another project on the same engine (the collector scopes each request to
+its API key's project this way).
+
+SQLite runs in WAL mode with a busy timeout, and writes take the write lock
+when their transaction begins (``BEGIN IMMEDIATE``), so that several threads
+and several processes can write one file. Bulk writes are one ``executemany``
+per table in one transaction on SQLite, and ``COPY`` into a temporary table
+then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from .._models import (
+    Feedback,
+    FeedbackFilter,
+    FeedbackSession,
+    FeedbackStats,
+    Interaction,
+    InteractionFilter,
+    RecordBatch,
+)
+from ..errors import ConfigurationError, StorageError, require
+
+__all__ = ["SQLStorage", "create_sql_engine", "normalize_url"]
+
+logger = logging.getLogger("rlhfkit.storage.sql")
+
+_CHUNK = 1000
+_MEMORY_URLS = {"sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://", "sqlite+pysqlite:///:memory:"}
+
+
+def normalize_url(url: str) -> str:
+    """The SQLAlchemy URL for ``url``: ``postgresql://`` and ``postgres://`` use psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_sql_engine(url: str) -> Any:
+    """A SQLAlchemy engine for ``url`` with rlhfkit's SQLite settings (WAL, busy timeout, BEGIN IMMEDIATE)."""
+    sa = require("sqlalchemy", "sql")
+    url = normalize_url(url)
+    if url.startswith("postgresql"):
+        require("psycopg", "postgres")
+        return sa.create_engine(url, pool_pre_ping=True)
+    if not url.startswith("sqlite"):
+        raise ConfigurationError(f"url: unsupported database URL {url!r} (use sqlite:///path or postgresql://...)")
+    memory = url in _MEMORY_URLS
+    if memory:
+        from sqlalchemy.pool import StaticPool
+
+        engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        path = sa.engine.make_url(url).database
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Manage transactions ourselves: pysqlite's implicit BEGIN cannot take the write lock up front.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get("rlhfkit_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class SQLStorage:
+    """Interactions, feedback and sessions in SQLite or PostgreSQL.
+
+    ``url`` is ``sqlite:///path``, ``sqlite://`` (in memory) or
+    ``postgresql://...``; ``engine`` (optional) is an existing SQLAlchemy
+    engine to share. ``project`` scopes every read and write.
+    """
+
+    def __init__(self, url: str, project: str = "default", *, engine: Any = None) -> None:
+        if not project:
+            raise ConfigurationError("project: must not be empty")
+        self.url = url
+        self.project = project
+        self._owns_engine = engine is None
+        self._engine = engine if engine is not None else create_sql_engine(url)
+        self.dialect: str = self._engine.dialect.name
+        memory = self.dialect == "sqlite" and normalize_url(url) in _MEMORY_URLS
+        # An in-memory database is one shared connection: serialise its use.
+        self._lock: contextlib.AbstractContextManager[Any] = threading.RLock() if memory else contextlib.nullcontext()
+        self._initialized = False
+        self._closed = False
+
+    @property
+    def engine(self) -> Any:
+        """The SQLAlchemy engine (shared by every :meth:`for_project` view)."""
+        return self._engine
+
+    def for_project(self, name: str) -> SQLStorage:
+        """A storage of project ``name`` on the same engine (closing it leaves the engine open)."""
+        view = SQLStorage(self.url, name, engine=self._engine)
+        view._lock = self._lock
+        view._initialized = self._initialized
+        return view
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def initialize(self) -> None:
+        """Create or migrate the schema (see :func:`upgrade`). Safe to call twice."""
+        if not self._initialized:
+            self.upgrade()
+            self._initialized = True
+
+    def upgrade(self) -> list[int]:
+        """Run pending schema migrations; return the versions applied now."""
+        from ._migrations import upgrade
+
+        with self._lock:
+            return upgrade(self._engine)
+
+    def close(self) -> None:
+        """Dispose of the engine's connections (only when this storage created the engine)."""
+        if not self._closed:
+            self._closed = True
+            if self._owns_engine:
+                self._engine.dispose()
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool = False) -> Iterator[Any]:
+        with self._lock, self._engine.connect() as connection:
+            if write:
+                connection = connection.execution_options(rlhfkit_write=True)
+            with connection.begin():
+                yield connection
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, batch: RecordBatch) -> None:
+        """Store the batch in one transaction; existing ids are ignored, sessions replaced."""
+        from . import _sql_rows as rows
+
+        interactions = [rows.interaction_row(self.project, i) for i in batch.interactions]
+        feedback = [rows.feedback_row(self.project, f) for f in batch.feedback]
+        targets = [row for f in batch.feedback for row in rows.target_rows(self.project, f)]
+        sessions = list({s.id: s for s in batch.sessions}.values())
+        try:
+            with self._connect(write=True) as connection:
+                if self.dialect == "postgresql":
+                    self._copy_rows(connection, interactions, feedback, targets)
+                else:
+                    self._insert_rows(connection, interactions, feedback, targets)
+                if sessions:
+                    self._upsert_sessions(connection, [rows.session_values(self.project, s) for s in sessions])
+        except Exception as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"could not write {len(batch)} records: {exc}") from exc
+
+    def _insert_rows(self, connection: Any, interactions: list[Any], feedback: list[Any], targets: list[Any]) -> None:
+        from ._sql_rows import FEEDBACK_COLUMNS, INTERACTION_COLUMNS, TARGET_COLUMNS
+
+        def sql(table: str, columns: Sequence[str], extra: str = "", extra_values: str = "") -> str:
+            marks = ", ".join("?" * len(columns))
+            return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}{extra}) VALUES ({marks}{extra_values})"
+
+        if interactions:
+            connection.exec_driver_sql(sql("interactions", INTERACTION_COLUMNS), interactions)
+        if feedback:
+            lookup = ", (SELECT model FROM interactions WHERE project = ? AND id = ?)"
+            connection.exec_driver_sql(
+                sql("feedback", FEEDBACK_COLUMNS, ", model", lookup), [(*r, r[0], r[2]) for r in feedback]
+            )
+        if targets:
+            connection.exec_driver_sql(sql("feedback_targets", TARGET_COLUMNS), targets)
+
+    def _copy_rows(self, connection: Any, interactions: list[Any], feedback: list[Any], targets: list[Any]) -> None:
+        from ._sql_rows import FEEDBACK_COLUMNS, INTERACTION_COLUMNS, TARGET_COLUMNS
+
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor:
+            for table, columns, records in (
+                ("interactions", INTERACTION_COLUMNS, interactions),
+                ("feedback", FEEDBACK_COLUMNS, feedback),
+                ("feedback_targets", TARGET_COLUMNS, targets),
+            ):
+                if not records:
+                    continue
+                temp = f"_rlhfkit_{table}"
+                names = ", ".join(columns)
+                cursor.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                with cursor.copy(f"COPY {temp} ({names}) FROM STDIN") as copy:
+                    for record in records:
+                        copy.write_row(record)
+                if table == "feedback":
+                    picked = ", ".join(f"t.{c}" for c in columns)
+                    cursor.execute(
+                        f"INSERT INTO feedback ({names}, model) SELECT {picked}, i.model FROM {temp} t "
+                        "LEFT JOIN interactions i ON i.project = t.project AND i.id = t.interaction_id "
+                        "ON CONFLICT DO NOTHING"
+                    )
+                else:
+                    cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {temp} ON CONFLICT DO NOTHING")
+                cursor.execute(f"TRUNCATE {temp}")
+
+    def _upsert_sessions(self, connection: Any, values: list[dict[str, Any]]) -> None:
+        from ._sql_schema import sessions
+
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        statement = insert(sessions)
+        updated = {c: statement.excluded[c] for c in ("user_id", "start_time", "end_time", "interaction_ids",
+                                                      "feedback_ids", "metadata")}  # fmt: skip
+        connection.execute(statement.on_conflict_do_update(index_elements=["project", "id"], set_=updated), values)
+
+    # ------------------------------------------------------------------ single records
+
+    def get_interaction(self, interaction_id: str) -> Interaction | None:
+        """The interaction with this id, ``feedback_ids`` filled, or None."""
+        found = list(self.iter_interactions(InteractionFilter(ids=[interaction_id])))
+        return found[0] if found else None
+
+    def get_feedback(self, feedback_id: str) -> Feedback | None:
+        """The feedback with this id, or None."""
+        found = list(self.iter_feedback(FeedbackFilter(ids=[feedback_id])))
+        return found[0] if found else None
+
+    def get_session(self, session_id: str) -> FeedbackSession | None:
+        """The session with this id, with the ids of its interactions and feedback, or None."""
+        from ._sql_rows import row_to_session, sa
+        from ._sql_schema import feedback, interactions, sessions
+
+        p = self.project
+        with self._connect() as connection:
+            row = connection.execute(
+                sa.select(sessions).where(sessions.c.project == p, sessions.c.id == session_id)
+            ).mappings().first()
+            if row is None:
+                return None
+            i_ids = set(row["interaction_ids"] or [])
+            i_ids.update(connection.execute(
+                sa.select(interactions.c.id).where(interactions.c.project == p, interactions.c.session_id == session_id)
+            ).scalars())  # fmt: skip
+            f_ids = set(row["feedback_ids"] or [])
+            f_ids.update(connection.execute(
+                sa.select(feedback.c.id).where(feedback.c.project == p, feedback.c.session_id == session_id)
+            ).scalars())  # fmt: skip
+            return row_to_session(row, sorted(i_ids), sorted(f_ids))
+
+    def missing_interactions(self, interaction_ids: Collection[str]) -> set[str]:
+        """Those of ``interaction_ids`` that are not stored in this project."""
+        from ._sql_rows import sa
+        from ._sql_schema import interactions
+
+        wanted = list(dict.fromkeys(interaction_ids))
+        found: set[str] = set()
+        with self._connect() as connection:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                found.update(connection.execute(
+                    sa.select(interactions.c.id).where(interactions.c.project == self.project,
+                                                       interactions.c.id.in_(chunk))
+                ).scalars())  # fmt: skip
+        return set(wanted) - found
+
+    # ------------------------------------------------------------------ iteration
+
+    def _feedback_ids(self, connection: Any, interaction_ids: list[str]) -> dict[str, list[str]]:
+        from ._sql_rows import sa
+        from ._sql_schema import feedback_targets as t
+
+        by_interaction: dict[str, list[str]] = {}
+        if interaction_ids:
+            query = (
+                sa.select(t.c.interaction_id, t.c.feedback_id)
+                .where(t.c.project == self.project, t.c.interaction_id.in_(interaction_ids))
+                .order_by(t.c.feedback_id)
+            )
+            for interaction_id, feedback_id in connection.execute(query):
+                by_interaction.setdefault(interaction_id, []).append(feedback_id)
+        return by_interaction
+
+    def _chunks(
+        self, table: Any, conditions: list[Any], flt: InteractionFilter | FeedbackFilter,
+        convert: Callable[[Any, list[Any]], list[Any]],
+    ) -> Iterator[Any]:  # fmt: skip
+        """Rows matching ``conditions`` in id order, read by keyset pages so memory stays bounded."""
+        from ._sql_rows import sa
+
+        after, offset, remaining = flt.after_id, flt.offset, flt.limit
+        while remaining is None or remaining > 0:
+            size = _CHUNK if remaining is None else min(_CHUNK, remaining)
+            query = sa.select(table).where(*conditions)
+            if after is not None:
+                query = query.where(table.c.id > after)
+            query = query.order_by(table.c.id).limit(size)
+            if offset:
+                query = query.offset(offset)
+            with self._connect() as connection:
+                rows = connection.execute(query).mappings().all()
+                records = convert(connection, rows)
+            offset = 0
+            yield from records
+            if len(rows) < size:
+                return
+            after = rows[-1]["id"]
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def iter_interactions(self, filter: InteractionFilter) -> Iterator[Interaction]:
+        """Interactions matching ``filter`` in id order, read 1,000 at a time."""
+        from ._sql_rows import interaction_conditions, row_to_interaction
+        from ._sql_schema import interactions
+
+        def convert(connection: Any, rows: list[Any]) -> list[Interaction]:
+            ids = self._feedback_ids(connection, [r["id"] for r in rows])
+            return [row_to_interaction(r, ids.get(r["id"], [])) for r in rows]
+
+        return self._chunks(interactions, interaction_conditions(self.project, filter), filter, convert)
+
+    def iter_feedback(self, filter: FeedbackFilter) -> Iterator[Feedback]:
+        """Feedback matching ``filter`` in id order, read 1,000 at a time."""
+        from ._sql_rows import feedback_conditions, row_to_feedback
+        from ._sql_schema import feedback
+
+        def convert(_connection: Any, rows: list[Any]) -> list[Feedback]:
+            return [row_to_feedback(r) for r in rows]
+
+        return self._chunks(feedback, feedback_conditions(self.project, filter), filter, convert)
+
+    def count_interactions(self, filter: InteractionFilter | None = None) -> int:
+        """How many interactions match ``filter`` (its limit, offset and after_id are ignored)."""
+        from ._sql_rows import interaction_conditions, sa
+        from ._sql_schema import interactions
+
+        conditions = interaction_conditions(self.project, filter or InteractionFilter())
+        with self._connect() as connection:
+            return int(connection.execute(
+                sa.select(sa.func.count()).select_from(interactions).where(*conditions)
+            ).scalar_one())  # fmt: skip
+
+    def count_feedback(self, filter: FeedbackFilter | None = None) -> int:
+        """How many feedback records match ``filter`` (its limit, offset and after_id are ignored)."""
+        from ._sql_rows import feedback_conditions, sa
+        from ._sql_schema import feedback
+
+        conditions = feedback_conditions(self.project, filter or FeedbackFilter())
+        with self._connect() as connection:
+            return int(connection.execute(
+                sa.select(sa.func.count()).select_from(feedback).where(*conditions)
+            ).scalar_one())  # fmt: skip
+
+    # ------------------------------------------------------------------ aggregates
+
+    def feedback_stats(self, start_time: datetime | None = None, end_time: datetime | None = None) -> FeedbackStats:
+        """Aggregates over interactions and feedback whose timestamp is in [start_time, end_time), in SQL."""
+        from ._sql_stats import feedback_stats
+
+        with self._connect() as connection:
+            return feedback_stats(connection, self.project, start_time, end_time)
+
+    def timeseries(
+        self,
+        bucket: Literal["hour", "day"] = "day",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        model: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per time bucket and model: volumes, thumbs, average rating and latency percentiles.
+
+        Each item: ``bucket`` (its start, a UTC datetime), ``model``, ``interactions``,
+        ``feedback``, ``thumbs_up``, ``thumbs_down``, ``average_rating`` (1..5 or None),
+        ``average_latency_ms``, ``p50_latency_ms``, ``p95_latency_ms`` (None without latencies).
+        """
+        from ._sql_stats import timeseries
+
+        with self._connect() as connection:
+            return timeseries(connection, self.project, bucket, start_time, end_time, model)
+
+    def models(self) -> list[str]:
+        """The distinct model names of this project's interactions, sorted."""
+        from ._sql_rows import sa
+        from ._sql_schema import interactions as i
+
+        with self._connect() as connection:
+            query = sa.select(i.c.model).where(i.c.project == self.project, i.c.model.is_not(None)).distinct()
+            return sorted(connection.execute(query).scalars())
