@@ -61,7 +61,7 @@ def _feedback_rows(project: str, start: datetime | None, end: datetime | None, *
 
 def feedback_stats(connection: Any, project: str, start: datetime | None, end: datetime | None) -> FeedbackStats:
     """The :class:`FeedbackStats` of ``project`` over [start, end)."""
-    i, f, t = schema.interactions, schema.feedback, schema.feedback_targets
+    i, t = schema.interactions, schema.feedback_targets
     dialect = connection.dialect.name
     models: dict[str, ModelStats] = {}
 
