@@ -1,0 +1,204 @@
+"""The collector: a stateless FastAPI app over one database.
+
+Every ``/v1`` request carries ``Authorization: Bearer <key>``; the key names a
+project and the request only sees that project's records. Write-only keys
+ingest but get 403 on reads. Errors are JSON objects
+``{"error", "field", "message"}``; refused input is a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import NotFoundError, RLHFError, StorageError, ValidationError, require
+from ..storage.base import Storage
+from ._keys import KeyStore
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("rlhfkit.server")
+
+
+class Projects:
+    """One storage per project, from a base storage.
+
+    A base with ``for_project(name)`` (the SQL backends) is asked for each
+    project; any other storage serves ``default`` itself, and other projects
+    get a fresh :class:`~rlhfkit.storage.memory.MemoryStorage` (tests and
+    in-memory collectors only).
+    """
+
+    def __init__(self, base: Storage) -> None:
+        self.base = base
+        self._cache: dict[str, Storage] = {}
+
+    def __call__(self, project: str) -> Storage:
+        """The storage of ``project``."""
+        storage = self._cache.get(project)
+        if storage is None:
+            if hasattr(self.base, "for_project"):
+                storage = self.base.for_project(project)
+            elif project == "default":
+                storage = self.base
+            else:
+                from ..storage.memory import MemoryStorage
+
+                storage = MemoryStorage()
+            if len(self._cache) > 1000:
+                self._cache.clear()
+            self._cache[project] = storage
+        return storage
+
+
+def _open_storage(db_url: str) -> tuple[Storage, KeyStore]:
+    from ..storage.sql import SQLStorage
+    from ._keys import SQLKeyStore
+
+    storage = SQLStorage(db_url)
+    storage.initialize()
+    return storage, SQLKeyStore(storage.engine)
+
+
+def create_app(
+    db_url: str = "sqlite:///rlhf.db",
+    *,
+    max_body_bytes: int = 10 * 1024 * 1024,
+    cors_origins: Sequence[str] = (),
+    storage: Storage | None = None,
+    keys: KeyStore | None = None,
+    title: str = "rlhfkit collector",
+) -> Any:
+    """The collector as a FastAPI app.
+
+    ``db_url`` is ``sqlite:///path`` or ``postgresql://...``; pass ``storage``
+    and ``keys`` instead to serve another backend (e.g. MemoryStorage with a
+    MemoryKeyStore in tests). ``cors_origins`` lists the origins allowed to
+    call the API from a browser (``["*"]`` for any). The dashboard
+    (``rlhfkit.server.dashboard``) is mounted at ``/`` when installed.
+
+    Example::
+
+        app = create_app("postgresql://collector@db/rlhf", cors_origins=["https://app.example.com"])
+        uvicorn.run(app, host="0.0.0.0", port=8484)
+    """
+    fastapi = require("fastapi", "server")
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from ._middleware import BodyLimitMiddleware
+    from ._routes import build_router
+
+    if max_body_bytes < 1:
+        raise ValidationError("max_body_bytes", "must be positive", max_body_bytes)
+    if storage is None:
+        storage, opened_keys = _open_storage(db_url)
+        keys = keys or opened_keys
+    elif keys is None:
+        if hasattr(storage, "engine"):
+            from ._keys import SQLKeyStore
+
+            keys = SQLKeyStore(storage.engine)
+        else:
+            from ._keys import MemoryKeyStore
+
+            keys = MemoryKeyStore()
+    app = fastapi.FastAPI(
+        title=title,
+        version="1",
+        description="Collects LLM interactions and human feedback; serves them back per project.",
+    )
+    app.state.storage = storage
+    app.state.keys = keys
+    app.state.projects = Projects(storage)
+
+    def error(status: int, kind: str, message: str, field: str | None = None) -> Any:
+        return JSONResponse({"error": kind, "field": field, "message": message}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Any, exc: RequestValidationError) -> Any:
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ""
+        for part in first.get("loc", ()):
+            if part in ("body", "query", "path", "header") and not field:
+                continue
+            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+        field = field or "body"
+        return error(422, "validation_error", str(first.get("msg", "invalid request")), field)
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found_reference(request: Any, exc: NotFoundError) -> Any:
+        return error(422, "unknown_reference", exc.message, exc.field)
+
+    @app.exception_handler(ValidationError)
+    async def _invalid(request: Any, exc: ValidationError) -> Any:
+        return error(422, "validation_error", exc.message, exc.field)
+
+    @app.exception_handler(StorageError)
+    async def _storage_down(request: Any, exc: StorageError) -> Any:
+        logger.error("storage failure on %s %s: %s", request.method, request.url.path, exc)
+        return error(503, "storage_unavailable", "the database could not serve this request; retry later")
+
+    @app.exception_handler(RLHFError)
+    async def _rlhf_error(request: Any, exc: RLHFError) -> Any:
+        return error(400, "bad_request", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Any, exc: StarletteHTTPException) -> Any:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": str(exc.detail)}
+        return JSONResponse(
+            {"field": None, **detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Any, exc: Exception) -> Any:
+        # Last resort only: inputs are validated before they reach storage.
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error(503, "unavailable", "the collector could not serve this request; retry later")
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        """Always ``{"status": "ok"}`` while the process serves requests."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database is reachable", responses={503: {}})
+    def readyz() -> Any:
+        """``{"status": "ready"}`` when a read from the database succeeds, else 503."""
+        try:
+            storage.get_interaction("readyz-probe")
+        except Exception as exc:  # any failure means "not ready"
+            logger.warning("readiness check failed: %s", exc)
+            return error(503, "not_ready", "the database is not reachable")
+        return {"status": "ready"}
+
+    app.include_router(build_router())
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+            max_age=600,
+        )
+    _mount_dashboard(app)
+    return app
+
+
+def _mount_dashboard(app: Any) -> None:
+    """Mount ``rlhfkit.server.dashboard.router`` at ``/`` when that module exists."""
+    if importlib.util.find_spec(f"{__package__}.dashboard") is None:
+        return
+    from . import dashboard
+
+    mount: Callable[[Any], None] | None = getattr(dashboard, "mount", None)
+    if mount is not None:
+        mount(app)
+    else:
+        app.include_router(dashboard.router)
+

@@ -1,0 +1,397 @@
+"""The collector's ``/v1`` endpoints.
+
+Ingest is idempotent on record ids: a batch delivered twice is stored once,
+and the reply counts the records already stored as ``duplicates``. A batch in
+which a feedback names an interaction that is neither in the batch nor stored
+is refused whole (422 naming that feedback): a refused request stores nothing,
+so the sender can keep or correct the batch as one unit.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._models import (
+    AnalyticsResult,
+    ExportFormat,
+    Feedback,
+    FeedbackFilter,
+    FeedbackSession,
+    FeedbackStats,
+    FeedbackType,
+    Interaction,
+    InteractionFilter,
+    RecordBatch,
+    Sentiment,
+)
+from ..errors import NotFoundError, ValidationError
+from ..storage.base import Storage
+from ._checks import MAX_ID, check_body_values, check_storable, check_text
+from ._ingest import ParsedPaths, parse_batch
+from ._keys import ApiKey
+
+__all__ = ["build_router"]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key created with `rlhfkit keys create`.")
+
+_MEDIA_TYPES = {
+    ExportFormat.JSON: "application/json",
+    ExportFormat.JSONL: "application/x-ndjson",
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.PARQUET: "application/vnd.apache.parquet",
+}
+
+
+# --------------------------------------------------------------------------- bodies and replies
+
+
+class BatchPayload(BaseModel):
+    """The batch the instrumentation posts: ``{sessionId, interactions, timestamp}``, plus feedback and sessions.
+
+    Interactions are rlhfkit Interaction objects or the spec's
+    CapturedInteraction objects (camelCase, prompt and response as
+    ``{role, content}`` messages, ``metrics``, ``usage``); feedback are
+    Feedback objects or the spec's FeedbackEvent objects.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    sessionId: str | None = Field(default=None, max_length=MAX_ID)
+    interactions: list[dict[str, Any]] = Field(default_factory=list)
+    feedback: list[dict[str, Any]] = Field(default_factory=list)
+    sessions: list[dict[str, Any]] = Field(default_factory=list)
+    timestamp: float | str | None = None
+
+
+class FeedbackBatchPayload(BaseModel):
+    """Several feedback records at once (Feedback or FeedbackEvent objects)."""
+
+    feedback: list[dict[str, Any]] = Field(min_length=1)
+
+
+class IngestResult(BaseModel):
+    """What an ingest call stored: every record is accepted; ``duplicates`` were already stored."""
+
+    accepted: int
+    duplicates: int = 0
+    ids: list[str] = Field(default_factory=list, description="ids of the interactions and feedback received")
+
+
+class InteractionPage(BaseModel):
+    """One page of interactions; pass ``next_cursor`` as ``after_id`` for the next one."""
+
+    data: list[Interaction]
+    next_cursor: str | None = None
+
+
+class FeedbackPage(BaseModel):
+    """One page of feedback; pass ``next_cursor`` as ``after_id`` for the next one."""
+
+    data: list[Feedback]
+    next_cursor: str | None = None
+
+
+class InteractionDetail(BaseModel):
+    """An interaction with every feedback given on it."""
+
+    interaction: Interaction
+    feedback: list[Feedback]
+
+
+class ErrorBody(BaseModel):
+    """Every error reply."""
+
+    error: str
+    field: str | None = None
+    message: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 413, 415, 422, 503)
+}
+
+
+# --------------------------------------------------------------------------- auth and storage
+
+
+def _key(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise HTTPException(
+            401,
+            {"error": "unauthorized", "message": "send Authorization: Bearer <api key>"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = credentials.credentials
+    key = None
+    if len(token) <= 200 and "\x00" not in token:
+        key = request.app.state.keys.lookup(token)
+    if key is None:
+        raise HTTPException(
+            401, {"error": "unauthorized", "message": "unknown or revoked API key"}, headers={"WWW-Authenticate": "Bearer"}
+        )
+    return key  # type: ignore[no-any-return]
+
+
+def _writer(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> Storage:
+    return request.app.state.projects(key.project)  # type: ignore[no-any-return]
+
+
+def _reader(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> Storage:
+    if key.write_only:
+        raise HTTPException(403, {"error": "forbidden", "message": "this API key may only ingest records"})
+    return request.app.state.projects(key.project)  # type: ignore[no-any-return]
+
+
+Writer = Annotated[Storage, Depends(_writer)]
+Reader = Annotated[Storage, Depends(_reader)]
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _store(storage: Storage, batch: RecordBatch, paths: ParsedPaths) -> IngestResult:
+    check_storable(batch, paths.interactions, paths.feedback)
+    in_batch = {i.id for i in batch.interactions}
+    wanted = {t for f in batch.feedback for t in f.interaction_ids()} - in_batch
+    unknown = storage.missing_interactions(wanted) if wanted else set()
+    if unknown:
+        for feedback, where in zip(batch.feedback, paths.feedback, strict=False):
+            for field, target in _targets(feedback):
+                if target in unknown:
+                    raise NotFoundError(f"{where}.{field}".lstrip("."), f"no interaction with id {target!r} in this project")
+    interaction_ids = list(in_batch)
+    stored_interactions = len(interaction_ids) - len(storage.missing_interactions(interaction_ids))
+    feedback_ids = list({f.id for f in batch.feedback})
+    stored_feedback = 0
+    if feedback_ids:
+        stored_feedback = sum(1 for _ in storage.iter_feedback(FeedbackFilter(ids=feedback_ids)))
+    storage.write(batch)
+    return IngestResult(
+        accepted=len(batch),
+        duplicates=stored_interactions + stored_feedback,
+        ids=[i.id for i in batch.interactions] + [f.id for f in batch.feedback],
+    )
+
+
+def _targets(feedback: Feedback) -> list[tuple[str, str]]:
+    data = feedback.data
+    if data.type == "comparative":
+        return [("data.preferred_id", data.preferred_id)] + [  # type: ignore[union-attr]
+            (f"data.alternative_ids[{i}]", other) for i, other in enumerate(data.alternative_ids)  # type: ignore[union-attr]
+        ]
+    return [("interaction_id", feedback.interaction_id)]
+
+
+# --------------------------------------------------------------------------- query parameters
+
+
+def _finite(value: float | None, field: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValidationError(field, "must be a finite number", value)
+    return value
+
+
+def _strings(values: dict[str, str | list[str] | None]) -> None:
+    for name, value in values.items():
+        for item in [value] if isinstance(value, str) else value or []:
+            check_text(item, name, 1000 if name == "search" else MAX_ID)
+
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
+Text = Annotated[str | None, Query(max_length=MAX_ID)]
+Strings = Annotated[list[str] | None, Query(max_length=1000)]
+
+
+def build_router() -> APIRouter:
+    """The ``/v1`` routes of the collector."""
+    router = APIRouter(prefix="/v1", responses=_ERRORS)
+
+    @router.post("/interactions/batch", tags=["ingest"], summary="Ingest a batch (the instrumentation's payload)")
+    def ingest_batch(payload: BatchPayload, storage: Writer) -> IngestResult:
+        """Store interactions, feedback and sessions; idempotent on ids. Refused whole on any bad record."""
+        check_body_values(payload.model_dump(), "")
+        batch, paths = parse_batch(payload.interactions, payload.feedback, payload.sessions, payload.sessionId)
+        return _store(storage, batch, paths)
+
+    @router.post("/interactions", tags=["ingest"], summary="Ingest one interaction")
+    def ingest_interaction(storage: Writer, interaction: Annotated[dict[str, Any], Body()]) -> IngestResult:
+        """Store one interaction (rlhfkit or CapturedInteraction shape); idempotent on its id."""
+        check_body_values(interaction, "")
+        try:
+            batch, paths = parse_batch([interaction])
+        except ValidationError as exc:
+            raise ValidationError(_unprefix(exc.field, "interactions[0]"), exc.message, exc.value) from None
+        return _store(storage, batch, _strip(paths, "interactions[0]"))
+
+    @router.post("/feedback", tags=["ingest"], summary="Ingest one feedback")
+    def ingest_feedback(storage: Writer, feedback: Annotated[dict[str, Any], Body()]) -> IngestResult:
+        """Store one feedback of any of the five types; 422 when its interaction is unknown."""
+        check_body_values(feedback, "")
+        try:
+            batch, paths = parse_batch(feedback=[feedback])
+        except ValidationError as exc:
+            raise ValidationError(_unprefix(exc.field, "feedback[0]"), exc.message, exc.value) from None
+        return _store(storage, batch, _strip(paths, "feedback[0]"))
+
+    @router.post("/feedback/batch", tags=["ingest"], summary="Ingest several feedback")
+    def ingest_feedback_batch(payload: FeedbackBatchPayload, storage: Writer) -> IngestResult:
+        """Store several feedback; refused whole when one is invalid or names an unknown interaction."""
+        check_body_values(payload.model_dump(), "")
+        batch, paths = parse_batch(feedback=payload.feedback)
+        return _store(storage, batch, paths)
+
+    @router.get("/interactions/{interaction_id}", tags=["read"], summary="One interaction with its feedback")
+    def get_interaction(interaction_id: str, storage: Reader) -> InteractionDetail:
+        """The interaction and every feedback about it; 404 when unknown."""
+        if len(interaction_id) > MAX_ID or "\x00" in interaction_id:
+            raise HTTPException(404, {"error": "not_found", "message": "no such interaction"})
+        interaction = storage.get_interaction(interaction_id)
+        if interaction is None:
+            raise HTTPException(404, {"error": "not_found", "message": "no such interaction"})
+        feedback = list(storage.iter_feedback(FeedbackFilter(interaction_ids=[interaction_id])))
+        return InteractionDetail(interaction=interaction, feedback=feedback)
+
+    @router.get("/interactions", tags=["read"], summary="List interactions")
+    def list_interactions(
+        storage: Reader,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        user_id: Text = None,
+        session_id: Text = None,
+        models: Strings = None,
+        provider: Text = None,
+        has_feedback: bool | None = None,
+        feedback_types: Annotated[list[FeedbackType] | None, Query()] = None,
+        min_rating: float | None = None,
+        max_rating: float | None = None,
+        errors_only: bool = False,
+        search: Annotated[str | None, Query(max_length=1000)] = None,
+        ids: Strings = None,
+        after_id: Text = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> InteractionPage:
+        """Interactions matching every filter given, in id order; ``next_cursor`` pages on."""
+        _strings({"user_id": user_id, "session_id": session_id, "models": models, "provider": provider,
+                  "search": search, "ids": ids, "after_id": after_id})
+        flt = InteractionFilter(
+            start_time=start_time, end_time=end_time, user_id=user_id, session_id=session_id, models=models,
+            provider=provider, has_feedback=has_feedback, feedback_types=feedback_types,
+            min_rating=_finite(min_rating, "min_rating"), max_rating=_finite(max_rating, "max_rating"),
+            errors_only=errors_only, search=search, ids=ids, after_id=after_id, limit=limit, offset=offset,
+        )
+        data = list(storage.iter_interactions(flt))
+        return InteractionPage(data=data, next_cursor=data[-1].id if len(data) == limit else None)
+
+    @router.get("/feedback", tags=["read"], summary="List feedback")
+    def list_feedback(
+        storage: Reader,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        user_id: Text = None,
+        session_id: Text = None,
+        interaction_ids: Strings = None,
+        types: Annotated[list[FeedbackType] | None, Query()] = None,
+        min_rating: float | None = None,
+        max_rating: float | None = None,
+        sentiment: Sentiment | None = None,
+        source: Text = None,
+        model: Text = None,
+        ids: Strings = None,
+        after_id: Text = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> FeedbackPage:
+        """Feedback matching every filter given, in id order; ``next_cursor`` pages on."""
+        _strings({"user_id": user_id, "session_id": session_id, "interaction_ids": interaction_ids,
+                  "source": source, "model": model, "ids": ids, "after_id": after_id})
+        flt = FeedbackFilter(
+            start_time=start_time, end_time=end_time, user_id=user_id, session_id=session_id,
+            interaction_ids=interaction_ids, types=types, min_rating=_finite(min_rating, "min_rating"),
+            max_rating=_finite(max_rating, "max_rating"), sentiment=sentiment, source=source, model=model,
+            ids=ids, after_id=after_id, limit=limit, offset=offset,
+        )
+        data = list(storage.iter_feedback(flt))
+        return FeedbackPage(data=data, next_cursor=data[-1].id if len(data) == limit else None)
+
+    @router.get("/stats", tags=["read"], summary="Feedback statistics")
+    def stats(storage: Reader, start_time: datetime | None = None, end_time: datetime | None = None) -> FeedbackStats:
+        """Aggregates over interactions and feedback whose timestamp is in [start_time, end_time)."""
+        return storage.feedback_stats(start_time, end_time)
+
+    @router.get("/analytics", tags=["read"], summary="Analytics: stats, trends, leaderboard")
+    def analytics(
+        storage: Reader,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        models: Strings = None,
+    ) -> AnalyticsResult:
+        """Statistics plus trends, leaderboard and agreement when the analytics module provides them."""
+        _strings({"models": models})
+        flt = InteractionFilter(start_time=start_time, end_time=end_time, models=models)
+        from .. import analytics as module
+
+        build = getattr(module, "build_analytics", None)
+        if build is not None:
+            result = build(storage, flt)
+            if isinstance(result, AnalyticsResult):
+                return result
+        return AnalyticsResult(stats=storage.feedback_stats(start_time, end_time))
+
+    @router.get(
+        "/export",
+        tags=["read"],
+        summary="Download an export",
+        response_class=StreamingResponse,
+        responses={200: {"content": {m.split(";")[0]: {} for m in _MEDIA_TYPES.values()}}},
+    )
+    def export(
+        storage: Reader,
+        format: ExportFormat = ExportFormat.JSONL,
+        kind: Literal["all", "interactions", "feedback"] = "all",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+    ) -> StreamingResponse:
+        """Interactions and/or feedback in one of the core formats, streamed as a file download."""
+        from .._export import export_stream
+
+        chunks = export_stream(
+            storage, format, start_time=start_time, end_time=end_time,
+            include_interactions=kind in ("all", "interactions"), include_feedback=kind in ("all", "feedback"),
+        )
+        name = f"rlhf-{kind}.{format.value}"
+        return StreamingResponse(
+            chunks, media_type=_MEDIA_TYPES[format], headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+
+    @router.get("/sessions/{session_id}", tags=["read"], summary="One session")
+    def get_session(session_id: str, storage: Reader) -> FeedbackSession:
+        """The session with its interaction and feedback ids; 404 when unknown."""
+        if len(session_id) > MAX_ID or "\x00" in session_id:
+            raise HTTPException(404, {"error": "not_found", "message": "no such session"})
+        session = storage.get_session(session_id)
+        if session is None:
+            raise HTTPException(404, {"error": "not_found", "message": "no such session"})
+        return session
+
+    return router
+
+
+def _unprefix(field: str, prefix: str) -> str:
+    return field.removeprefix(prefix).lstrip(".") or "body"
+
+
+def _strip(paths: ParsedPaths, prefix: str) -> ParsedPaths:
+    """Paths of a single-record body: ``interactions[0].model`` becomes ``model``."""
+    return ParsedPaths(
+        interactions=[p.removeprefix(prefix) for p in paths.interactions],
+        feedback=[p.removeprefix(prefix) for p in paths.feedback],
+    )
