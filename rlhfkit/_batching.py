@@ -1,0 +1,210 @@
+"""The one batch processor: a bounded queue drained by a daemon worker.
+
+Every background write in rlhfkit goes through :class:`BatchProcessor`; sinks
+(storage backends) never batch on their own. Its promises:
+
+- ``submit`` costs a deque append on the caller's thread and never does I/O.
+  When the queue holds ``max_queue_size`` records the caller waits for room
+  (back-pressure) instead of dropping anything.
+- A batch whose export raises stays queued and is retried with backoff, so an
+  accepted record is never lost while the process lives.
+- ``flush(timeout_s)`` and ``shutdown(timeout_s)`` return how many records are
+  still undelivered; they never hang past their timeout.
+- At interpreter exit every live processor is flushed.
+- After ``os.fork`` the child starts empty with its own worker; the records
+  queued before the fork are delivered by the parent alone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["BatchProcessor"]
+
+log = logging.getLogger("rlhfkit.batching")
+
+T = TypeVar("T")
+
+_live: weakref.WeakSet[BatchProcessor[object]] = weakref.WeakSet()
+
+_MAX_RETRY_DELAY_S = 30.0
+
+
+class BatchProcessor(Generic[T]):
+    """Collect items and hand them to ``export`` in batches from a worker thread.
+
+    ``export`` receives a list of at most ``max_export_size`` items. A flush is
+    triggered when ``batch_size`` items are queued or ``flush_interval_s``
+    elapsed; it exports everything queued at that moment.
+    """
+
+    def __init__(
+        self,
+        export: Callable[[Sequence[T]], None],
+        *,
+        batch_size: int = 50,
+        flush_interval_s: float = 5.0,
+        max_queue_size: int = 100_000,
+        max_export_size: int = 5_000,
+        exit_timeout_s: float = 30.0,
+        name: str = "rlhfkit-batcher",
+    ) -> None:
+        self._export = export
+        self.batch_size = max(1, batch_size)
+        self.flush_interval_s = flush_interval_s
+        self.max_queue_size = max(self.batch_size, max_queue_size)
+        self.max_export_size = max(1, max_export_size)
+        self.exit_timeout_s = exit_timeout_s
+        self.name = name
+        self.failed_exports = 0
+        self._init_state()
+        _live.add(self)  # type: ignore[arg-type]
+        os.register_at_fork(after_in_child=self._fork_hook())
+
+    # -- state ---------------------------------------------------------------
+
+    def _init_state(self) -> None:
+        self._queue: deque[T] = deque()
+        self._in_flight = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._flush_requested = False
+        self._closed = False
+        self._worker: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def _fork_hook(self) -> Callable[[], None]:
+        ref = weakref.ref(self)
+
+        def hook() -> None:
+            processor = ref()
+            if processor is not None:
+                processor._after_fork_in_child()
+
+        return hook
+
+    def _after_fork_in_child(self) -> None:
+        # The parent owns (and will deliver) whatever was queued before the fork.
+        self._init_state()
+
+    # -- the caller's side ---------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Records accepted but not yet exported."""
+        return len(self._queue) + self._in_flight
+
+    def submit(self, item: T) -> None:
+        """Queue one item. Never does I/O; waits only when the queue is full."""
+        if self._closed:
+            from .errors import ClosedError
+
+            raise ClosedError("this logger is closed")
+        queue = self._queue
+        if len(queue) >= self.max_queue_size:
+            self._wait_for_room()
+        queue.append(item)
+        if self._worker is None:
+            self._start_worker()
+        if len(queue) >= self.batch_size and not self._flush_requested:
+            with self._cond:
+                self._flush_requested = True
+                self._cond.notify_all()
+
+    def _wait_for_room(self) -> None:
+        with self._cond:
+            self._flush_requested = True
+            self._cond.notify_all()
+            while len(self._queue) >= self.max_queue_size and self._worker_alive():
+                self._cond.wait(0.1)
+
+    def _worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    def _start_worker(self) -> None:
+        with self._cond:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._worker.start()
+
+    def flush(self, timeout_s: float | None = None) -> int:
+        """Export everything queued; return how many records remain after ``timeout_s``."""
+        if self.pending == 0:
+            return 0
+        if self._worker is None:
+            self._start_worker()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            self._flush_requested = True
+            self._cond.notify_all()
+            while self.pending and self._worker_alive():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return self.pending
+
+    def shutdown(self, timeout_s: float | None = 30.0) -> int:
+        """Flush, stop the worker, and return how many records remain undelivered."""
+        remaining = self.flush(timeout_s)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=0.5 if remaining else 5.0)
+        if remaining:
+            log.error("%s: %d records could not be stored before shutdown", self.name, remaining)
+        _live.discard(self)  # type: ignore[arg-type]
+        return remaining
+
+    # -- the worker ----------------------------------------------------------
+
+    def _run(self) -> None:
+        retry_delay = 0.0
+        while True:
+            with self._cond:
+                if not self._queue and self._closed:
+                    return
+                if retry_delay:
+                    self._cond.wait(retry_delay)
+                elif not self._flush_requested and not self._closed:
+                    self._cond.wait(self.flush_interval_s)
+                self._flush_requested = False
+            retry_delay = self._export_queued(retry_delay)
+
+    def _export_queued(self, retry_delay: float) -> float:
+        """Export what is queued in chunks; on failure put the chunk back and back off."""
+        queue = self._queue
+        while queue:
+            size = min(len(queue), self.max_export_size)
+            chunk = [queue.popleft() for _ in range(size)]
+            self._in_flight = size
+            try:
+                self._export(chunk)
+            except Exception:
+                self.failed_exports += 1
+                queue.extendleft(reversed(chunk))
+                self._in_flight = 0
+                retry_delay = min(_MAX_RETRY_DELAY_S, max(0.05, retry_delay * 2))
+                log.exception("%s: storing %d records failed; retrying in %.2fs", self.name, size, retry_delay)
+                with self._cond:
+                    self._cond.notify_all()
+                return retry_delay
+            self._in_flight = 0
+            with self._cond:
+                self._cond.notify_all()
+        return 0.0
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for processor in list(_live):
+        if processor.pending and processor._pid == os.getpid():
+            processor.shutdown(processor.exit_timeout_s)
