@@ -1,0 +1,326 @@
+"""Streaming collection of what a dataset needs from a storage backend.
+
+Two passes, both streamed and both compact:
+
+1. :class:`SignalTable` reads the selected feedback once and keeps, per
+   interaction id, running sums of its normalised scores, its positive and
+   negative votes, and the pairs of every comparison, in flat ``array`` columns
+   (a few dozen bytes per interaction, no model objects kept).
+2. :class:`InteractionIndex` reads only the interactions that feedback is
+   about, in chunks of ids, and keeps per interaction a 64-bit prompt key, a
+   64-bit response key, its split, model and time. With ``keep_text`` the text
+   needed for rows goes to an anonymous temporary file, read back by offset
+   when rows are written, so memory does not grow with the text.
+
+Scores are put on 0..1: a rating by ``(value - 1) / (max_rating - 1)``, a
+thumbs up is 1 and down 0, a multi-dimensional judgement by its weighted
+score over ``max_score``, a text comment (only with ``use_text_sentiment``)
+1 when positive and 0 when negative. A judgement is a positive vote when its
+score is at least ``rating_threshold`` (thumbs and sentiment by their sign).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import unicodedata
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, NamedTuple
+
+from .._models import (
+    BinaryData,
+    BinaryFeedback,
+    ComparativeData,
+    Feedback,
+    InteractionFilter,
+    MultiDimensionalData,
+    RatingData,
+    Sentiment,
+    TextData,
+)
+from ..storage.base import Storage
+
+__all__ = [
+    "SIGNALS",
+    "InteractionIndex",
+    "Judgements",
+    "Progress",
+    "SignalTable",
+    "iter_groups",
+    "judgements",
+    "normalise_text",
+]
+
+SIGNALS = ("rating", "binary", "multi_dimensional", "text")
+"""The score signals, in the order of the SignalTable columns."""
+RATING, BINARY, MULTI, TEXT = range(len(SIGNALS))
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(stage, done, total)``: called as a long export advances (total may be None)."""
+
+_CHUNK_IDS = 500
+_SKIP_ROLES = {"tool", "function"}
+
+
+class Judgements(NamedTuple):
+    """What people said about one response: the input of a custom ``sft_rule``.
+
+    ``positive`` and ``negative`` count votes; ``score`` is the mean of every
+    normalised score (0..1), None when there is none.
+    """
+
+    positive: int
+    negative: int
+    score: float | None
+
+
+def normalise_text(text: str) -> str:
+    """Unicode NFKC, whitespace runs collapsed to one space, ends stripped."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+class SignalTable:
+    """Per-interaction judgement totals of the selected feedback, in flat arrays."""
+
+    def __init__(self, *, rating_threshold: float, use_text_sentiment: bool) -> None:
+        self.rating_threshold = rating_threshold
+        self.use_text_sentiment = use_text_sentiment
+        self.index: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.sums = [array("d") for _ in SIGNALS]
+        self.counts = [array("I") for _ in SIGNALS]
+        self.pos = array("I")
+        self.neg = array("I")
+        self.cmp_pref = array("I")
+        self.cmp_alt = array("I")
+        self.cmp_margin = array("d")
+        self.feedback_read = 0
+        self.by_type: Counter[str] = Counter()
+        self.unused: Counter[str] = Counter()
+        """Feedback that carries no usable judgement, by reason."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def idx(self, interaction_id: str) -> int:
+        """The position of an interaction, added when first seen."""
+        i = self.index.get(interaction_id)
+        if i is None:
+            i = len(self.ids)
+            self.index[interaction_id] = i
+            self.ids.append(interaction_id)
+            for column in self.sums:
+                column.append(0.0)
+            for counts in self.counts:
+                counts.append(0)
+            self.pos.append(0)
+            self.neg.append(0)
+        return i
+
+    def add(self, feedback: Feedback) -> None:
+        """Fold one feedback into the table."""
+        self.feedback_read += 1
+        data = feedback.data
+        self.by_type[data.type] += 1
+        if isinstance(data, ComparativeData):
+            preferred = self.idx(data.preferred_id)
+            margin = 1.0 if data.confidence is None else data.confidence
+            for alt in data.alternative_ids:
+                self.cmp_pref.append(preferred)
+                self.cmp_alt.append(self.idx(alt))
+                self.cmp_margin.append(margin)
+            return
+        if isinstance(data, BinaryData):
+            signal, value = BINARY, 1.0 if data.value == BinaryFeedback.THUMBS_UP else 0.0
+            positive = value == 1.0
+        elif isinstance(data, RatingData):
+            signal, value = RATING, data.normalized
+            positive = value >= self.rating_threshold
+        elif isinstance(data, MultiDimensionalData):
+            signal, value = MULTI, data.weighted_score / data.max_score
+            positive = value >= self.rating_threshold
+        elif isinstance(data, TextData):
+            if not self.use_text_sentiment:
+                self.unused["text comment (use_text_sentiment is off)"] += 1
+                return
+            if data.sentiment not in (Sentiment.POSITIVE, Sentiment.NEGATIVE):
+                self.unused["text comment without positive or negative sentiment"] += 1
+                return
+            positive = data.sentiment == Sentiment.POSITIVE
+            signal, value = TEXT, 1.0 if positive else 0.0
+        else:  # pragma: no cover - the model has five kinds
+            return
+        i = self.idx(feedback.interaction_id)
+        self.sums[signal][i] += value
+        self.counts[signal][i] += 1
+        if positive:
+            self.pos[i] += 1
+        else:
+            self.neg[i] += 1
+
+    def has_scores(self, i: int) -> bool:
+        """True when interaction ``i`` has at least one score."""
+        return any(counts[i] for counts in self.counts)
+
+    def compared(self) -> set[int]:
+        """Positions of every interaction that is part of a comparison."""
+        return set(self.cmp_pref) | set(self.cmp_alt)
+
+
+class InteractionIndex:
+    """Compact facts about the interactions a dataset may use, by SignalTable position."""
+
+    USABLE, UNREAD, SKIPPED = 1, 0, 2
+
+    def __init__(self, size: int, *, keep_text: bool) -> None:
+        self.group = array("Q", bytes(8 * size))
+        self.response = array("Q", bytes(8 * size))
+        self.model = array("i", [-1]) * size
+        self.time = array("d", bytes(8 * size))
+        self.test = array("b", bytes(size))
+        self.state = array("b", bytes(size))
+        self.offset = array("q", bytes(8 * size)) if keep_text else array("q")
+        self.length = array("I", bytes(4 * size)) if keep_text else array("I")
+        self.models: list[str | None] = []
+        self._model_codes: dict[str | None, int] = {}
+        self.skipped: Counter[str] = Counter()
+        """Interactions left out, by reason."""
+        self.read = 0
+        self._store: IO[bytes] | None = tempfile.TemporaryFile() if keep_text else None  # noqa: SIM115 - closed by close()
+        self._end = 0
+
+    def load(
+        self,
+        storage: Storage,
+        ids: Sequence[str],
+        positions: Iterable[int],
+        *,
+        seed: str,
+        test_fraction: float,
+        progress: Progress | None = None,
+    ) -> None:
+        """Read the interactions at ``positions`` (of ``ids``) in chunks of ids."""
+        wanted = sorted(positions, key=ids.__getitem__)
+        total = len(wanted)
+        salt = f"{seed}\x00".encode()
+        cut = int(test_fraction * 2**64)
+        for start in range(0, total, _CHUNK_IDS):
+            chunk = wanted[start : start + _CHUNK_IDS]
+            by_id = {ids[i]: i for i in chunk}
+            for interaction in storage.iter_interactions(InteractionFilter(ids=list(by_id))):
+                i = by_id.pop(interaction.id, None)
+                if i is None:
+                    continue
+                self.read += 1
+                reason = _unusable(interaction.response, interaction.error is not None, interaction.incomplete)
+                if reason is not None:
+                    self.state[i] = self.SKIPPED
+                    self.skipped[reason] += 1
+                    continue
+                context = [
+                    ("system" if m.role == "developer" else m.role, m.content)
+                    for m in interaction.context
+                    if m.role not in _SKIP_ROLES and m.content.strip()
+                ]
+                key_text = "\x1e".join(f"{role}\x1f{normalise_text(text)}" for role, text in context)
+                digest = hashlib.sha256(f"{key_text}\x1euser\x1f{normalise_text(interaction.prompt)}".encode()).digest()
+                self.group[i] = int.from_bytes(digest[:8])
+                self.test[i] = int.from_bytes(hashlib.sha256(salt + digest).digest()[:8]) < cut
+                response_digest = hashlib.sha256(normalise_text(interaction.response).encode()).digest()
+                self.response[i] = int.from_bytes(response_digest[:8])
+                self.model[i] = self._model_code(interaction.model)
+                self.time[i] = interaction.timestamp.timestamp()
+                self.state[i] = self.USABLE
+                if self._store is not None:
+                    record = json.dumps([context, interaction.prompt, interaction.response], ensure_ascii=False)
+                    encoded = record.encode()
+                    self._store.write(encoded)
+                    self.offset[i] = self._end
+                    self.length[i] = len(encoded)
+                    self._end += len(encoded)
+            for i in by_id.values():
+                self.state[i] = self.SKIPPED
+                self.skipped["interaction not found"] += 1
+            if progress is not None:
+                progress("interactions", min(start + _CHUNK_IDS, total), total)
+
+    def _model_code(self, model: str | None) -> int:
+        code = self._model_codes.get(model)
+        if code is None:
+            code = self._model_codes[model] = len(self.models)
+            self.models.append(model)
+        return code
+
+    def model_name(self, i: int) -> str | None:
+        """The model of interaction ``i`` (None when it was not recorded)."""
+        code = self.model[i]
+        return None if code < 0 else self.models[code]
+
+    def usable(self, i: int) -> bool:
+        """True when interaction ``i`` was read and has usable text."""
+        return self.state[i] == self.USABLE
+
+    def text(self, i: int) -> tuple[list[tuple[str, str]], str, str]:
+        """``(context, prompt, response)`` of interaction ``i``; needs ``keep_text``."""
+        if self._store is None:
+            raise RuntimeError("this index was built without keep_text")
+        self._store.seek(self.offset[i])
+        context, prompt, response = json.loads(self._store.read(self.length[i]))
+        return [(role, content) for role, content in context], prompt, response
+
+    def close(self) -> None:
+        """Delete the temporary text store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _unusable(response: str, failed: bool, incomplete: bool) -> str | None:
+    if not response.strip():
+        return "failed call without a response" if failed else "empty response"
+    if incomplete:
+        return "incomplete (truncated) response"
+    return None
+
+
+def iter_groups(index: InteractionIndex, positions: Iterable[int]) -> Iterator[list[list[int]]]:
+    """Usable interactions grouped by prompt, then by identical response.
+
+    Yields, per prompt (in prompt-key order), a list of candidates; a candidate
+    is the list of positions of interactions that gave the same normalised
+    response to that prompt (the first one stands for all).
+    """
+    group, response = index.group, index.response
+    order = sorted((i for i in positions if index.usable(i)), key=lambda i: (group[i], response[i], i))
+    current: list[list[int]] = []
+    last_group = last_response = -1
+    for i in order:
+        g, r = group[i], response[i]
+        if g != last_group:
+            if current:
+                yield current
+            current = [[i]]
+            last_group, last_response = g, r
+        elif r != last_response:
+            current.append([i])
+            last_response = r
+        else:
+            current[-1].append(i)
+    if current:
+        yield current
+
+
+def judgements(table: SignalTable, members: Sequence[int], signals: Sequence[int] = (RATING, BINARY, MULTI, TEXT)) -> Judgements:
+    """The votes and mean score of a candidate (all its members pooled)."""
+    pos = sum(table.pos[i] for i in members)
+    neg = sum(table.neg[i] for i in members)
+    total = n = 0.0
+    for s in signals:
+        sums, counts = table.sums[s], table.counts[s]
+        for i in members:
+            total += sums[i]
+            n += counts[i]
+    return Judgements(pos, neg, total / n if n else None)
