@@ -1,0 +1,68 @@
+"""``rlhfkit serve``: run the collector under uvicorn."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+__all__ = ["register"]
+
+
+def serve(
+    db: str = typer.Option(
+        "sqlite:///rlhf.db", "--db", envvar="RLHFKIT_DB", help="Database URL: sqlite:///path or postgresql://..."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8484, "--port", help="Port to listen on."),
+    create_key: str | None = typer.Option(
+        None,
+        "--create-key",
+        metavar="NAME",
+        help="Print a read-write key called NAME for project 'default' (RLHFKIT_API_KEY is reused when valid).",
+    ),
+    max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="Larger request bodies get 413."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="An origin allowed to call the API (repeatable)."),
+    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+) -> None:
+    """Serve the collector (API, and dashboard when installed) on HOST:PORT."""
+    from ..errors import require
+    from ..server import create_app
+
+    uvicorn = require("uvicorn", "server")
+    app = create_app(db, max_body_bytes=int(max_body_mb * 1024 * 1024), cors_origins=cors_origin)
+    address = f"http://{host}:{port}"
+    typer.echo(f"rlhfkit collector on {address}  (database {db})")
+    if create_key:
+        key = _demo_key(app.state.keys, create_key)
+        typer.echo(f"API key for project 'default': {key}")
+        typer.echo(f'  curl -H "Authorization: Bearer {key}" {address}/v1/stats')
+    if workers > 1:
+        os.environ["RLHFKIT_DB"] = db
+        uvicorn.run(
+            "rlhfkit.cli._serve:_app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info"
+        )
+    else:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _demo_key(keys: object, name: str) -> str:
+    """RLHFKIT_API_KEY when it is an active read-write key of 'default', else a new key called ``name``."""
+    existing = os.environ.get("RLHFKIT_API_KEY")
+    if existing:
+        found = keys.lookup(existing)  # type: ignore[attr-defined]
+        if found is not None and found.project == "default" and not found.write_only:
+            return existing
+    return keys.create("default", name)  # type: ignore[attr-defined, no-any-return]
+
+
+def _app_from_env() -> object:
+    """The app factory uvicorn's workers call (``--workers`` > 1)."""
+    from ..server import create_app
+
+    return create_app(os.environ.get("RLHFKIT_DB", "sqlite:///rlhf.db"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app``."""
+    app.command("serve")(serve)
