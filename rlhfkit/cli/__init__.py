@@ -30,6 +30,8 @@ app = typer.Typer(
 _COMMAND_MODULES = [
     "_demo",
     "_db",
+    "_serve",
+    "_keys",
 ]
 
 
