@@ -590,7 +590,8 @@ def create_rlhf_logger(config: RLHFConfig | None = None, **settings: Any) -> RLH
 
     Example: ``create_rlhf_logger(backend=StorageBackend.SQLITE, backend_config={"sqlite": {"path": "rlhf.db"}})``.
     """
-    return RLHFLogger(config or RLHFConfig.build(**settings), storage=settings.get("storage"))
+    storage = settings.pop("storage", None)
+    return RLHFLogger(config or RLHFConfig.build(**settings), storage=storage)
 
 
 class AsyncRLHFLogger:
