@@ -126,7 +126,8 @@ def create_app(
             if part in ("body", "query", "path", "header") and not field:
                 continue
             field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-        field = field or "body"
+        if first.get("type") == "json_invalid" or not field:
+            field = "body"
         return error(422, "validation_error", str(first.get("msg", "invalid request")), field)
 
     @app.exception_handler(NotFoundError)
