@@ -43,6 +43,7 @@ from .._models import (
     Feedback,
     FeedbackFilter,
     FeedbackStats,
+    FeedbackType,
     Interaction,
     InteractionFilter,
     ModelStats,
@@ -62,7 +63,9 @@ __all__ = [
     "feedback_value",
     "in_range",
     "matches_feedback",
+    "matches_feedback_summary",
     "matches_interaction",
+    "needs_feedback",
     "paginate",
     "rating_bucket",
     "rating_on_five",
@@ -139,18 +142,35 @@ def matches_interaction(
         needle = f.search.lower()
         if needle not in interaction.prompt.lower() and needle not in interaction.response.lower():
             return False
-    if f.has_feedback is not None or f.feedback_types is not None or f.min_rating is not None or f.max_rating is not None:
-        feedback = list(feedback_of_interaction)
-        if f.has_feedback is not None and bool(feedback) != f.has_feedback:
-            return False
-        if f.feedback_types is not None and not any(fb.type in f.feedback_types for fb in feedback):
-            return False
-        if (f.min_rating is not None or f.max_rating is not None) and not any(
-            isinstance(fb.data, RatingData) and _rating_in_bounds(fb.data.value, f.min_rating, f.max_rating)
-            for fb in feedback
-        ):
-            return False
+    if needs_feedback(f):
+        summary = [(fb.type, fb.data.value if isinstance(fb.data, RatingData) else None) for fb in feedback_of_interaction]
+        return matches_feedback_summary(summary, f)
     return True
+
+
+def needs_feedback(filter: InteractionFilter) -> bool:
+    """True when ``filter`` asks about an interaction's feedback (has_feedback, types, ratings)."""
+    f = filter
+    return f.has_feedback is not None or f.feedback_types is not None or f.min_rating is not None or f.max_rating is not None
+
+
+def matches_feedback_summary(
+    summary: Iterable[tuple[FeedbackType | str, float | None]], filter: InteractionFilter
+) -> bool:
+    """The feedback fields of an interaction filter, given (type, rating value or None) per feedback."""
+    f = filter
+    pairs = [(FeedbackType(kind), rating) for kind, rating in summary]
+    if f.has_feedback is not None and bool(pairs) != f.has_feedback:
+        return False
+    if f.feedback_types is not None and not any(kind in f.feedback_types for kind, _ in pairs):
+        return False
+    return not (
+        (f.min_rating is not None or f.max_rating is not None)
+        and not any(
+            kind == FeedbackType.RATING and rating is not None and _rating_in_bounds(rating, f.min_rating, f.max_rating)
+            for kind, rating in pairs
+        )
+    )
 
 
 def matches_feedback(feedback: Feedback, filter: FeedbackFilter, interaction_model: str | None = None) -> bool:
