@@ -4,7 +4,8 @@ Several kinds may be exported to one directory; the card describes all of
 them. What each export reported is kept in ``.rlhfkit-datasets.json`` so that
 the card can be rewritten whole after every export. The YAML header declares
 one Hugging Face ``configs`` entry per kind, so ``datasets.load_dataset(dir,
-name=kind)`` finds the right files.
+name=kind)`` finds the right files (when every kind in the directory has the
+same file format: `datasets` picks one loader per directory).
 """
 
 from __future__ import annotations

@@ -110,9 +110,12 @@ class PairBuilder:
         compared = set(votes)
 
         wanted = set(votes)
+        capped = False
         for s in self.signals:
             scored = sorted(((m[s], c) for c, m in enumerate(means) if m[s] is not None), key=lambda t: (-t[0], t[1]))
-            for hi, lo in _widest_pairs([v for v, _ in scored], self.min_margin, self.max_pairs):
+            found, cut = _widest_pairs([v for v, _ in scored], self.min_margin, self.max_pairs)
+            capped = capped or cut
+            for hi, lo in found:
                 a, b = scored[hi][1], scored[lo][1]
                 wanted.add((a, b) if a < b else (b, a))
 
@@ -142,17 +145,20 @@ class PairBuilder:
             )
         resolved.sort(key=lambda p: (-p.margin, p.votes_against - p.votes_for, p.chosen, p.rejected))
         if self.max_pairs is not None and len(resolved) > self.max_pairs:
-            self.counts["pairs beyond max_pairs_per_prompt"] += len(resolved) - self.max_pairs
+            capped = True
             del resolved[self.max_pairs :]
+        if capped:
+            self.counts["prompts with more pairs than max_pairs_per_prompt"] += 1
         return resolved
 
 
-def _widest_pairs(values: list[float], min_margin: float, limit: int | None) -> list[tuple[int, int]]:
+def _widest_pairs(values: list[float], min_margin: float, limit: int | None) -> tuple[list[tuple[int, int]], bool]:
     """Index pairs (i, j), i < j, of descending ``values`` whose difference is at least
-    ``min_margin`` (and positive), widest first, at most ``limit`` of them."""
+    ``min_margin`` (and positive), widest first, at most ``limit`` of them; and
+    whether more such pairs were left out."""
     n = len(values)
     if n < 2:
-        return []
+        return [], False
     out: list[tuple[int, int]] = []
     heap = [(-(values[0] - values[n - 1]), 0, n - 1)]
     seen = {(0, n - 1)}
@@ -166,4 +172,5 @@ def _widest_pairs(values: list[float], min_margin: float, limit: int | None) -> 
             if a < b and (a, b) not in seen:
                 seen.add((a, b))
                 heapq.heappush(heap, (-(values[a] - values[b]), a, b))
-    return out
+    cut = bool(heap) and -heap[0][0] > _EPS and -heap[0][0] >= min_margin - _EPS and len(out) == limit
+    return out, cut

@@ -1,0 +1,1 @@
+"""Tests of rlhfkit.datasets, rlhfkit.analytics (but stats) and the export / stats commands."""
