@@ -45,7 +45,7 @@ class TestStorageContract(StorageContract):
             from rlhfkit.storage.local import LocalStorage
 
             gzip = backend == "local_gzip"
-            yield lambda: LocalStorage(tmp_path / "data", compress=gzip, max_file_size_mb=0.002 if gzip else 100.0)
+            yield lambda: LocalStorage(tmp_path / "data", compress=gzip, max_file_size_mb=0.0005 if gzip else 100.0)
         elif backend == "sqlite":
             from rlhfkit.storage.sql import SQLStorage
 
