@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
 import time
@@ -575,8 +576,12 @@ def test_local_restart_reads_rotated_gzip_files(tmp_path: Path) -> None:
         "backend": StorageBackend.LOCAL,
         "backend_config": {"local": {"data_dir": str(tmp_path / "d"), "compress": True, "max_file_size": 0.01}},
     }
+    noise, ids = random.Random(1), []
     with create_rlhf_logger(**settings) as logger:
-        ids = [logger.log_interaction(f"prompt {n} " + "x" * 200, "r") for n in range(200)]
+        for n in range(200):
+            ids.append(logger.log_interaction(f"prompt {n} {noise.getrandbits(2048):x}", "r"))
+            if n % 20 == 19:
+                logger.flush()  # several writes, so the files rotate
     assert len(list((tmp_path / "d").rglob("interactions*.gz"))) > 1
     with create_rlhf_logger(**settings) as logger:
         assert [i.id for i in logger.query_interactions()] == ids
