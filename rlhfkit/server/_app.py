@@ -8,6 +8,7 @@ ingest but get 403 on reads. Errors are JSON objects
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 from collections.abc import Callable, Sequence
@@ -192,14 +193,18 @@ def create_app(
 
 
 def _mount_dashboard(app: Any) -> None:
-    """Mount ``rlhfkit.server.dashboard.router`` at ``/`` when that module exists."""
+    """Mount the dashboard when ``rlhfkit.server.dashboard`` provides ``mount(app)`` or ``router``.
+
+    A dashboard that fails to load is logged and left out: the API still serves.
+    """
     if importlib.util.find_spec(f"{__package__}.dashboard") is None:
         return
-    from . import dashboard
-
-    mount: Callable[[Any], None] | None = getattr(dashboard, "mount", None)
-    if mount is not None:
-        mount(app)
-    else:
-        app.include_router(dashboard.router)
-
+    try:
+        dashboard = importlib.import_module(f"{__package__}.dashboard")
+        mount: Callable[[Any], None] | None = getattr(dashboard, "mount", None)
+        if mount is not None:
+            mount(app)
+        elif getattr(dashboard, "router", None) is not None:
+            app.include_router(dashboard.router)
+    except Exception:
+        logger.exception("the dashboard could not be mounted; serving the API only")
