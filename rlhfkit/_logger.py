@@ -37,7 +37,7 @@ from ._models import (
     new_id,
     utc_now,
 )
-from .errors import ClosedError, NotFoundError, ValidationError, from_pydantic
+from .errors import ClosedError, ConfigurationError, NotFoundError, ValidationError, from_pydantic
 from .storage.base import Storage
 
 __all__ = ["AsyncRLHFLogger", "RLHFLogger", "create_rlhf_logger"]
@@ -513,6 +513,23 @@ class RLHFLogger:
             include_feedback=include_feedback,
         )
 
+    def search_similar(self, text: str, top_k: int = 5) -> list[Any]:
+        """Interactions whose prompt is most similar to ``text`` (backends with vector search).
+
+        Needs a backend that embeds prompts, such as ZeroDB with an ``embedding`` function.
+        """
+        search = getattr(self._storage, "search_similar", None)
+        if search is None:
+            raise ConfigurationError(
+                f"{type(self._storage).__name__} has no vector search: use StorageBackend.ZERODB with an "
+                "'embedding' function in backend_config"
+            )
+        if not isinstance(text, str) or not text.strip():
+            raise ValidationError("text", "must be a non-empty string", text)
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValidationError("top_k", "must be a positive integer", top_k)
+        return list(search(text, top_k))
+
     def export_dataset(self, kind: str, path: str | Path, **options: Any) -> Any:
         """Build a training dataset (preference, unpaired, sft, reward); see :func:`rlhfkit.datasets.export_dataset`."""
         from .datasets import export_dataset
@@ -709,6 +726,10 @@ class AsyncRLHFLogger:
     async def export_dataset(self, kind: str, path: str | Path, **options: Any) -> Any:
         """See :meth:`RLHFLogger.export_dataset`."""
         return await self._call(self.sync.export_dataset, kind, path, **options)
+
+    async def search_similar(self, text: str, top_k: int = 5) -> list[Any]:
+        """See :meth:`RLHFLogger.search_similar`."""
+        return await self._call(self.sync.search_similar, text, top_k)
 
     async def flush(self, timeout_s: float | None = None) -> int:
         """See :meth:`RLHFLogger.flush`."""

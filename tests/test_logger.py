@@ -670,3 +670,10 @@ def test_query_feedback_accepts_a_filter_object(logger: RLHFLogger) -> None:
     assert [f.data.value for f in logger.query_feedback(FeedbackFilter(min_rating=4))] == [5]
     with pytest.raises(ValidationError):
         logger.query_feedback(FeedbackFilter(), min_rating=4)
+
+
+def test_search_similar_without_vector_backend_says_what_to_use() -> None:
+    """search_similar on a backend without vectors raises ConfigurationError naming ZeroDB."""
+    with create_rlhf_logger(backend=StorageBackend.MEMORY) as logger:
+        with pytest.raises(ConfigurationError, match="ZERODB"):
+            logger.search_similar("hello")
