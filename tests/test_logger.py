@@ -457,9 +457,10 @@ def test_fork_child_logs_its_own_and_parent_keeps_its_records(tmp_path: Path) ->
 
 def test_debug_logs_through_the_rlhfkit_logger(caplog: pytest.LogCaptureFixture) -> None:
     """debug=True makes the 'rlhfkit' logger emit debug records."""
-    with caplog.at_level(logging.DEBUG, logger="rlhfkit"):
-        with create_rlhf_logger(backend=StorageBackend.MEMORY, debug=True) as logger:
-            logger.log_interaction("p", "r")
+    with caplog.at_level(logging.DEBUG, logger="rlhfkit"), create_rlhf_logger(
+        backend=StorageBackend.MEMORY, debug=True
+    ) as logger:
+        logger.log_interaction("p", "r")
     assert any(r.name.startswith("rlhfkit") and r.levelno == logging.DEBUG for r in caplog.records)
 
 
@@ -674,6 +675,5 @@ def test_query_feedback_accepts_a_filter_object(logger: RLHFLogger) -> None:
 
 def test_search_similar_without_vector_backend_says_what_to_use() -> None:
     """search_similar on a backend without vectors raises ConfigurationError naming ZeroDB."""
-    with create_rlhf_logger(backend=StorageBackend.MEMORY) as logger:
-        with pytest.raises(ConfigurationError, match="ZERODB"):
-            logger.search_similar("hello")
+    with create_rlhf_logger(backend=StorageBackend.MEMORY) as logger, pytest.raises(ConfigurationError, match="ZERODB"):
+        logger.search_similar("hello")
