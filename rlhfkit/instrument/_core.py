@@ -1,0 +1,640 @@
+"""RLHFInstrumentation: capture every call of an instrumented client, build records off the hot path.
+
+The caller's thread only appends a finished call to a deque. A daemon worker
+(woken every 50 ms) turns calls into :class:`~rlhfkit.Interaction` records,
+runs instrumentors and middleware, updates the metrics, fires the callbacks
+and events, keeps the records in a bounded buffer and delivers them in
+batches to the destinations (an :class:`rlhfkit.RLHFLogger`, local files, a
+remote collector, or a storage backend passed in). Reading methods
+(``get_interactions``, ``get_metrics``, ``flush``) first process what is
+pending, so they see every call that has finished.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import ValidationError as PydanticValidationError
+
+from .._models import ContextData, Feedback, Interaction
+from ..errors import ClosedError, ValidationError, from_pydantic
+from ._anthropic import instrument_anthropic, is_anthropic_client
+from ._buffer import Destination, LoggerDestination, RecordBuffer, StorageDestination
+from ._build import (
+    error_of,
+    feedback_from_event,
+    interaction_from_call,
+    interaction_from_captured,
+    token_usage,
+)
+from ._calls import Call
+from ._capture import CapturedCall, capture_decorator
+from ._chain import AsyncRunner, Instrumentor, Middleware, run_chain
+from ._config import InstrumentationConfig
+from ._context import context as _context_block
+from ._context import current_scope, merge_context, process_context, request_context
+from ._metrics import InstrumentationMetrics, MetricsTracker
+from ._openai import instrument_openai, is_openai_client
+from ._wrap import Undo
+
+__all__ = ["EVENTS", "RLHFInstrumentation", "create_instrumentation"]
+
+logger = logging.getLogger("rlhfkit.instrument")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EVENTS = ("interaction-captured", "feedback-captured", "error-captured", "buffer-full", "flushed")
+_POLL_S = 0.05
+_live: weakref.WeakSet[RLHFInstrumentation] = weakref.WeakSet()
+
+
+class _Accepted:
+    """A record that went through the chain on the caller's thread (capture_interaction)."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: Interaction) -> None:
+        self.record = record
+
+
+class RLHFInstrumentation:
+    """Captures the calls of instrumented LLM clients as :class:`~rlhfkit.Interaction` records.
+
+    Example::
+
+        instrumentation = RLHFInstrumentation(sample_rate=0.5, storage="local")
+        client = instrumentation.instrument(openai.OpenAI())
+        client.chat.completions.create(model="gpt-4o", messages=[...])   # captured
+        instrumentation.capture_feedback(instrumentation.get_interactions()[-1].id, "thumbs-up")
+    """
+
+    def __init__(
+        self,
+        config: InstrumentationConfig | None = None,
+        *,
+        logger: Any = None,
+        storage_backend: Any = None,
+        **options: Any,
+    ) -> None:
+        self.config = InstrumentationConfig.from_kwargs(config, **options)
+        cfg = self.config
+        self._rng = random.Random(cfg.sample_seed)
+        self._sample_rate = float(cfg.sample_rate)
+        self._enabled = cfg.enabled
+        self._closed = False
+        self._capturing = False
+        self._update_capturing()
+        self._pending: deque[Any] = deque()
+        self._submit = self._pending.append
+        self._lock = threading.RLock()
+        self._in_process = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._buffer = RecordBuffer(cfg.max_buffer_size)
+        self._metrics = MetricsTracker()
+        self._instrumentors: list[Instrumentor] = []
+        self._middleware: list[Middleware] = []
+        self._handlers: dict[str, list[Callable[[Any], Any]]] = {event: [] for event in EVENTS}
+        self._runner = AsyncRunner()
+        self._instrumented: dict[int, tuple[Any, list[Undo]]] = {}
+        self._base_context: ContextData | None = None
+        self._destinations: list[Destination] = self._make_destinations(logger, storage_backend)
+        self._next_flush = time.monotonic() + cfg.flush_interval_s
+        self._worker: threading.Thread | None = None
+        self._start_worker()
+        _live.add(self)
+
+    # ------------------------------------------------------------------ setup
+
+    def _make_destinations(self, rlhf_logger: Any, storage_backend: Any) -> list[Destination]:
+        cfg = self.config
+        destinations: list[Destination] = []
+        if rlhf_logger is not None:
+            if not callable(getattr(rlhf_logger, "log_record", None)):
+                raise ValidationError("logger", "must be an RLHFLogger (with log_record)", rlhf_logger)
+            destinations.append(LoggerDestination(rlhf_logger))
+        if storage_backend is not None:
+            if not callable(getattr(storage_backend, "write", None)):
+                raise ValidationError("storage_backend", "must implement the Storage protocol (write)", storage_backend)
+            destinations.append(StorageDestination(lambda: storage_backend))
+        elif cfg.storage == "local":
+
+            def local() -> Any:
+                from ..storage.local import LocalStorage
+
+                return LocalStorage(data_dir=cfg.data_dir)
+
+            destinations.append(StorageDestination(local))
+        elif cfg.storage == "remote":
+
+            def remote() -> Any:
+                from ..storage.remote import RemoteStorage
+
+                return RemoteStorage(cfg.remote_endpoint or "", api_key=cfg.api_key, spool_dir=cfg.spool_dir)
+
+            destinations.append(StorageDestination(remote))
+        return destinations
+
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="rlhfkit-instrumentation", daemon=True)
+        self._worker.start()
+
+    def _update_capturing(self) -> None:
+        self._capturing = self._enabled and not self._closed and self.config.capture_interactions
+
+    def _after_fork(self) -> None:
+        # The parent still owns (and delivers) what was pending when it forked.
+        self._lock = threading.RLock()
+        self._in_process = False
+        self._pending.clear()
+        self._buffer.undelivered.clear()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._runner = AsyncRunner()
+        if not self._closed:
+            self._start_worker()
+
+    # ------------------------------------------------------------------ worker
+
+    def _run(self) -> None:
+        stop, wake = self._stop, self._wake
+        while not stop.is_set():
+            wake.wait(_POLL_S)
+            wake.clear()
+            try:
+                self._process()
+                if self._destinations and time.monotonic() >= self._next_flush:
+                    with self._lock:
+                        self._deliver(everything=True)
+            except Exception:
+                logger.exception("rlhfkit instrumentation worker failed a round")
+
+    def _process(self) -> None:
+        with self._lock:
+            if self._in_process:
+                return
+            self._in_process = True
+            try:
+                pending = self._pending
+                while pending:
+                    self._handle(pending.popleft())
+                if self._destinations and self._buffer.undelivered:
+                    only_logger = all(isinstance(d, LoggerDestination) for d in self._destinations)
+                    self._deliver(everything=only_logger)
+            finally:
+                self._in_process = False
+
+    def _context_base(self) -> ContextData:
+        if self._base_context is None:
+            cfg = self.config
+            self._base_context = process_context(
+                app_version=cfg.app_version, environment=cfg.environment, custom=cfg.custom_context
+            )
+        return self._base_context
+
+    def _handle(self, item: Any) -> None:
+        try:
+            if isinstance(item, Feedback):
+                self._accept_feedback(item)
+                return
+            if isinstance(item, _Accepted):
+                self._accept(item.record)
+                return
+            if isinstance(item, Call | CapturedCall):
+                if item.error is not None and not self.config.capture_errors:
+                    return
+                base = self._context_base() if self.config.collect_context else None
+                build = interaction_from_call if isinstance(item, Call) else interaction_from_captured
+                interaction = build(item, base, self.config.capture_metrics)  # type: ignore[arg-type]
+                result = self._chain(interaction)
+                if result is not None:
+                    self._accept(result)
+        except Exception:
+            self._metrics.pipeline_errors += 1
+            logger.exception("rlhfkit could not build a captured record")
+
+    def _chain(self, interaction: Interaction) -> Interaction | None:
+        def count_error() -> None:
+            self._metrics.pipeline_errors += 1
+
+        return run_chain(interaction, list(self._instrumentors), list(self._middleware), self._runner, count_error)
+
+    def _accept(self, interaction: Interaction) -> None:
+        if self._buffer.full:
+            self._on_full()
+        self._buffer.add(interaction, deliverable=bool(self._destinations))
+        self._metrics.interaction(interaction, self.config.capture_usage_patterns)
+        self._call(self.config.on_interaction_captured, interaction)
+        self._emit("interaction-captured", interaction)
+        if interaction.error is not None:
+            self._emit("error-captured", interaction)
+
+    def _accept_feedback(self, feedback: Feedback) -> None:
+        if self._buffer.full:
+            self._on_full()
+        self._buffer.add(feedback, deliverable=bool(self._destinations))
+        self._metrics.feedback_for(feedback.interaction_id)
+        self._call(self.config.on_feedback_captured, feedback)
+        self._emit("feedback-captured", feedback)
+
+    def _on_full(self) -> None:
+        snapshot = list(self._buffer.interactions.values())
+        self._emit("buffer-full", snapshot)
+        self._call(self.config.on_buffer_full, snapshot)
+        self._deliver(everything=True)
+        evicted, dropped = self._buffer.let_go()
+        self._metrics.evicted += evicted
+        self._metrics.dropped += dropped
+
+    def _deliver(self, everything: bool) -> None:
+        self._next_flush = time.monotonic() + self.config.flush_interval_s
+        delivered, failures = self._buffer.deliver(self._destinations, self.config.batch_size, everything)
+        self._metrics.failed_uploads += failures
+        if delivered:
+            self._emit("flushed", delivered)
+
+    def _call(self, callback: Callable[[Any], Any] | None, payload: Any) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback(payload)
+            if inspect.isawaitable(result):
+                self._runner.run(result)
+        except Exception:
+            logger.exception("rlhfkit callback %r failed", callback)
+
+    def _emit(self, event: str, payload: Any) -> None:
+        for handler in list(self._handlers[event]):
+            self._call(handler, payload)
+
+    # ------------------------------------------------------------------ instrumenting
+
+    def instrument(self, client: Any) -> Any:
+        """Capture every call of ``client`` (an OpenAI or Anthropic client, sync or async) from now on.
+
+        Returns the same client. Only this instance is changed, never the SDK's classes.
+        """
+        self._check_open()
+        key = id(client)
+        if key in self._instrumented:
+            return client
+        if is_openai_client(client):
+            undo = instrument_openai(self, client)
+        elif is_anthropic_client(client):
+            undo = instrument_anthropic(self, client)
+        else:
+            raise ValidationError(
+                "client",
+                f"{type(client).__name__} is not an OpenAI or Anthropic client; "
+                "use @instrumentation.capture or instrumentation.capture_call for other clients",
+            )
+        self._instrumented[key] = (client, undo)
+        return client
+
+    def uninstrument(self, client: Any) -> Any:
+        """Stop capturing ``client``'s calls and restore its methods; returns the client."""
+        entry = self._instrumented.pop(id(client), None)
+        if entry is not None:
+            for undo in reversed(entry[1]):
+                try:
+                    undo()
+                except Exception:
+                    logger.exception("rlhfkit could not undo an instrumentation step")
+        return client
+
+    def capture(self, func: F | None = None, *, model: str | None = None, provider: str | None = None) -> Any:
+        """Decorate a function, coroutine, generator or async generator whose result is a model response.
+
+        The prompt is the argument named ``prompt`` / ``messages`` / ``input``
+        (or the first string argument); the response is the returned string, or
+        the ``text`` / ``content`` of a returned dict or object, or the joined
+        yielded chunks. Usable bare (``@instrumentation.capture``) or with options.
+        """
+        if func is None:
+            return lambda f: capture_decorator(self, f, model, provider)
+        return capture_decorator(self, func, model, provider)
+
+    def capture_call(
+        self,
+        *,
+        prompt: Any,
+        model: str | None = None,
+        provider: str | None = None,
+        context: list[Any] | None = None,
+        model_params: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> CapturedCall:
+        """A ``with`` block capturing one call made by any client; set ``call.response`` inside it."""
+        sink = self._submit if self._capturing else None
+        return CapturedCall(
+            sink, prompt=prompt, model=model, provider=provider, context=context,
+            model_params=model_params, metadata=metadata,
+        )
+
+    # ------------------------------------------------------------------ manual capture
+
+    def capture_interaction(
+        self,
+        prompt: Any,
+        response: Any = "",
+        *,
+        usage: Any = None,
+        error: Any = None,
+        model: str | None = None,
+        **fields: Any,
+    ) -> Interaction | None:
+        """Capture an interaction by hand; the record, or None when sampling, an instrumentor or middleware dropped it.
+
+        ``prompt`` and ``response`` are strings or spec ``Message`` dicts
+        (``{"role", "content", ...}``); other keywords are Interaction fields.
+        Bad input raises :class:`~rlhfkit.errors.ValidationError`.
+        """
+        self._check_open()
+        if not self._capturing:
+            return None
+        from ._build import _prompt_and_context
+        from ._capture import response_text
+
+        try:
+            context = fields.pop("context", [])
+            text, history = _prompt_and_context(prompt, list(context))
+            scope, request = current_scope(), request_context.get()
+            base = self._context_base() if self.config.collect_context else None
+            interaction = Interaction(
+                prompt=text,
+                response=response_text(response.get("content") if isinstance(response, Mapping) else response),
+                context=history,
+                model=model,
+                token_usage=token_usage(usage),
+                error=error_of(error),
+                user_id=fields.pop("user_id", None) or (scope or {}).get("user_id") or (request or {}).get("user_id"),
+                session_id=fields.pop("session_id", None) or (scope or {}).get("session_id") or (request or {}).get("session_id"),
+                environment=fields.pop("environment", None) or (merge_context(base, request, scope) if base else None),
+                **fields,
+            )
+        except PydanticValidationError as exc:
+            raise from_pydantic(exc, "interaction") from None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValidationError("interaction", str(exc)) from None
+        if self._sample_rate < 1.0 and self._rng.random() >= self._sample_rate:
+            return None
+        if interaction.error is not None and not self.config.capture_errors:
+            return None
+        result = self._chain(interaction)
+        if result is not None:
+            self._submit(_Accepted(result))
+        return result
+
+    def capture_feedback(
+        self,
+        interaction_id: str | Mapping[str, Any],
+        type: str | None = None,
+        value: Any = None,
+        *,
+        comment: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        max_rating: int = 5,
+    ) -> Feedback | None:
+        """Record a person's feedback on an interaction; the Feedback, or None when feedback capture is off.
+
+        ``type`` is one of the spec's 'thumbs-up', 'thumbs-down', 'rating',
+        'text', 'custom' (see :mod:`rlhfkit.instrument._build` for the mapping
+        onto the core types). A spec ``FeedbackEvent`` dict is accepted too.
+        """
+        self._check_open()
+        if isinstance(interaction_id, Mapping):
+            event = dict(interaction_id)
+            interaction_id = event.get("interaction_id", event.get("interactionId", ""))
+            type = event.get("type", type)
+            value = event.get("value", value)
+            comment = event.get("comment", comment)
+            user_id = event.get("user_id", event.get("userId", user_id))
+            metadata = event.get("metadata", metadata)
+        scope = current_scope() or {}
+        feedback = feedback_from_event(
+            interaction_id,  # type: ignore[arg-type]
+            type or "",
+            value,
+            comment=comment,
+            user_id=user_id or scope.get("user_id"),
+            session_id=session_id or scope.get("session_id"),
+            metadata=metadata,
+            max_rating=max_rating,
+        )
+        if not (self._enabled and self.config.capture_feedback):
+            return None
+        self._submit(feedback)
+        return feedback
+
+    # ------------------------------------------------------------------ context
+
+    def context(self, *, user_id: str | None = None, session_id: str | None = None, **custom: Any) -> AbstractContextManager[None]:
+        """A block whose calls carry ``user_id``, ``session_id`` and ``custom`` (see :func:`rlhfkit.instrument.context`)."""
+        return _context_block(user_id=user_id, session_id=session_id, **custom)
+
+    def collect_context(self) -> ContextData:
+        """The context a call made here and now would carry."""
+        return merge_context(self._context_base(), request_context.get(), current_scope())
+
+    # ------------------------------------------------------------------ pipeline
+
+    def add_instrumentor(self, instrumentor: Instrumentor) -> Callable[[], None]:
+        """Add ``fn(interaction) -> Interaction | None`` (None drops it); returns a remover."""
+        if not callable(instrumentor):
+            raise ValidationError("instrumentor", "must be callable", instrumentor)
+        self._instrumentors.append(instrumentor)
+        return lambda: self._instrumentors.remove(instrumentor) if instrumentor in self._instrumentors else None
+
+    def add_middleware(self, middleware: Middleware) -> Callable[[], None]:
+        """Add ``fn(interaction, next)`` (sync or async; never calling ``next`` drops); returns a remover."""
+        if not callable(middleware):
+            raise ValidationError("middleware", "must be callable", middleware)
+        self._middleware.append(middleware)
+        return lambda: self._middleware.remove(middleware) if middleware in self._middleware else None
+
+    def on(self, event: str, handler: Callable[[Any], Any]) -> Callable[[], None]:
+        """Call ``handler(payload)`` on ``event`` (one of :data:`EVENTS`); returns an unsubscriber."""
+        if event not in self._handlers:
+            raise ValidationError("event", f"must be one of {', '.join(EVENTS)}", event)
+        if not callable(handler):
+            raise ValidationError("handler", "must be callable", handler)
+        self._handlers[event].append(handler)
+        return lambda: self.off(event, handler)
+
+    def off(self, event: str, handler: Callable[[Any], Any]) -> None:
+        """Stop calling ``handler`` on ``event``."""
+        handlers = self._handlers.get(event, [])
+        if handler in handlers:
+            handlers.remove(handler)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def enabled(self) -> bool:
+        """Whether calls are being captured."""
+        return self._enabled
+
+    def enable(self) -> None:
+        """Resume capturing."""
+        self._enabled = True
+        self._update_capturing()
+
+    def disable(self) -> None:
+        """Stop capturing until :meth:`enable`; instrumented clients keep working untouched."""
+        self._enabled = False
+        self._update_capturing()
+
+    def get_metrics(self, top_prompts: int = 10) -> InstrumentationMetrics:
+        """Counts, rates, latency percentiles and usage patterns of what was captured so far."""
+        self._process()
+        return self._metrics.snapshot(top_prompts)
+
+    def get_interactions(
+        self,
+        *,
+        has_feedback: bool | None = None,
+        start_date: datetime | float | None = None,
+        end_date: datetime | float | None = None,
+        session_id: str | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> list[Interaction]:
+        """Interactions in the buffer, oldest first; ``limit`` keeps the most recent ones.
+
+        Dates are datetimes or, as in the spec, epoch milliseconds.
+        """
+        if limit is not None and limit < 1:
+            raise ValidationError("limit", "must be at least 1", limit)
+        start, end = _as_datetime(start_date, "start_date"), _as_datetime(end_date, "end_date")
+        self._process()
+        with self._lock:
+            found = [
+                i
+                for i in self._buffer.interactions.values()
+                if (has_feedback is None or bool(i.feedback_ids) == has_feedback)
+                and (start is None or i.timestamp >= start)
+                and (end is None or i.timestamp <= end)
+                and (session_id is None or i.session_id == session_id)
+                and (model is None or i.model == model)
+            ]
+        return found[-limit:] if limit else found
+
+    def get_feedback(self, interaction_id: str | None = None) -> list[Feedback]:
+        """Feedback in the buffer, oldest first, optionally for one interaction."""
+        self._process()
+        with self._lock:
+            return [f for f in self._buffer.feedback.values() if interaction_id in (None, f.interaction_id)]
+
+    def clear(self) -> None:
+        """Empty the buffer (records not yet delivered stay queued for delivery)."""
+        self._process()
+        with self._lock:
+            self._buffer.clear()
+
+    def flush(self, timeout_s: float = 10.0) -> int:
+        """Process pending calls and deliver every buffered record; the number still undelivered.
+
+        Always returns within about ``timeout_s`` plus one storage write.
+        """
+        deadline = time.monotonic() + timeout_s
+        if not self._lock.acquire(timeout=timeout_s):
+            return len(self._buffer.undelivered) + len(self._pending)
+        try:
+            self._process()
+            self._deliver(everything=True)
+            remaining = len(self._buffer.undelivered)
+        finally:
+            self._lock.release()
+        for destination in self._destinations:
+            flush = getattr(getattr(destination, "storage", None), "flush", None) or getattr(
+                getattr(destination, "logger", None), "flush", None
+            )
+            if callable(flush):
+                try:
+                    left = flush(max(0.0, deadline - time.monotonic()))
+                    remaining += left if isinstance(left, int) else 0
+                except Exception:
+                    logger.exception("rlhfkit could not flush a destination")
+        return remaining
+
+    def destroy(self, timeout_s: float = 10.0) -> int:
+        """Flush, uninstrument every client, stop the worker and drop listeners; the records left undelivered."""
+        if self._closed:
+            return 0
+        remaining = self.flush(timeout_s)
+        for _, (client, _undo) in list(self._instrumented.items()):
+            self.uninstrument(client)
+        self._closed = True
+        self._update_capturing()
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=2)
+        for destination in self._destinations:
+            try:
+                destination.close()
+            except Exception:
+                logger.exception("rlhfkit could not close a destination")
+        self._runner.close()
+        for handlers in self._handlers.values():
+            handlers.clear()
+        self._instrumentors.clear()
+        self._middleware.clear()
+        _live.discard(self)
+        return remaining
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this RLHFInstrumentation was destroyed; create a new one")
+
+    def __repr__(self) -> str:
+        return f"RLHFInstrumentation(storage={self.config.storage!r}, enabled={self._enabled}, clients={len(self._instrumented)})"
+
+
+def _as_datetime(value: datetime | float | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000.0, UTC)
+    raise ValidationError(field, "must be a datetime or epoch milliseconds", value)
+
+
+def create_instrumentation(config: InstrumentationConfig | None = None, **options: Any) -> RLHFInstrumentation:
+    """A new :class:`RLHFInstrumentation` (the spec's factory function)."""
+    return RLHFInstrumentation(config, **options)
+
+
+def _flush_all_at_exit() -> None:
+    for instance in list(_live):
+        try:
+            instance.flush(timeout_s=2.0)
+        except Exception:
+            logger.exception("rlhfkit could not flush at exit")
+
+
+def _reinit_after_fork() -> None:
+    for instance in list(_live):
+        instance._after_fork()
+
+
+atexit.register(_flush_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)

@@ -1,0 +1,417 @@
+"""Turn a finished :class:`~rlhfkit.instrument._calls.Call` into Interaction fields (worker thread only).
+
+Each provider API has one function that reads the request keywords and the
+response (an SDK object, a raw response's JSON, or the stream's chunks) and
+returns the fields of an :class:`~rlhfkit.Interaction`. SDK objects and plain
+dicts are read through the same accessor, so raw responses share the code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._models import ErrorInfo, Message, TokenUsage
+
+__all__ = ["extract", "jsonable"]
+
+logger = logging.getLogger("rlhfkit.instrument")
+
+_ROLES = frozenset({"user", "assistant", "system", "tool", "developer", "function"})
+_NOT_PARAMS = frozenset(
+    {"messages", "input", "instructions", "system", "tools", "model", "extra_headers", "extra_query", "timeout"}
+)
+
+
+def _g(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj[name]`` for mappings, ``obj.name`` otherwise."""
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _is_omitted(value: Any) -> bool:
+    return type(value).__name__ in {"Omit", "NotGiven"}
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON types (SDK models dumped, classes named, the rest repr'd)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if depth > 20:
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items() if not _is_omitted(v)}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v, depth + 1) for v in value]
+    if isinstance(value, type):
+        return value.__name__
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return jsonable(dump(mode="json"), depth + 1)
+        except Exception:
+            return repr(value)
+    if isinstance(value, Iterable) and not isinstance(value, bytes | bytearray):
+        return repr(value)
+    return repr(value)
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message content: a string, or the text parts of a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content if isinstance(content, list | tuple) else [content]:
+        if isinstance(part, str):
+            parts.append(part)
+            continue
+        text = _g(part, "text")
+        if isinstance(text, str):
+            parts.append(text)
+        elif _g(part, "type") in {"tool_result", "function_call_output"}:
+            parts.append(_text_of(_g(part, "content") or _g(part, "output")))
+    return "".join(parts)
+
+
+def _message(role: str, content: Any, **extra: Any) -> Message:
+    role = role if role in _ROLES else "user"
+    fields = {k: jsonable(v) for k, v in extra.items() if v is not None and not _is_omitted(v)}
+    return Message(role=role, content=_text_of(content), **fields)
+
+
+def _split_prompt(messages: list[Message]) -> tuple[str, list[Message]]:
+    """The last user turn's text as the prompt; every other message as context, in order."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "user" and messages[index].content.strip():
+            return messages[index].content, messages[:index] + messages[index + 1 :]
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].content.strip():
+            return messages[index].content, messages[:index] + messages[index + 1 :]
+    return "(no text prompt)", messages
+
+
+def _params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: jsonable(v) for k, v in kwargs.items() if k not in _NOT_PARAMS and not _is_omitted(v)}
+
+
+def _tools(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    tools = kwargs.get("tools")
+    if not tools or _is_omitted(tools):
+        return []
+    return [t if isinstance(t, dict) else {"tool": t} for t in (jsonable(x) for x in tools)]
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Type, message and HTTP status of a raised exception."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return ErrorInfo(
+        type=type(exc).__name__,
+        message=str(exc)[:2000],
+        status_code=status if isinstance(status, int) else None,
+    )
+
+
+def _raw_body(result: Any) -> Any:
+    """The parsed JSON of a raw (``with_raw_response``) result, the result itself otherwise."""
+    http_response = getattr(result, "http_response", None)
+    if http_response is None or not hasattr(result, "retries_taken"):
+        return result
+    try:
+        return json.loads(http_response.content)
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------- OpenAI chat
+
+
+def _openai_chat_request(kwargs: Mapping[str, Any]) -> tuple[str, list[Message]]:
+    messages = []
+    for m in kwargs.get("messages") or []:
+        messages.append(
+            _message(
+                str(_g(m, "role", "user")),
+                _g(m, "content"),
+                name=_g(m, "name"),
+                tool_calls=_g(m, "tool_calls"),
+                tool_call_id=_g(m, "tool_call_id"),
+            )
+        )
+    return _split_prompt(messages)
+
+
+def _openai_usage(usage: Any) -> TokenUsage | None:
+    if usage is None:
+        return None
+    prompt = _int(_g(usage, "prompt_tokens", _g(usage, "input_tokens"))) or 0
+    completion = _int(_g(usage, "completion_tokens", _g(usage, "output_tokens"))) or 0
+    prompt_details = _g(usage, "prompt_tokens_details", _g(usage, "input_tokens_details"))
+    completion_details = _g(usage, "completion_tokens_details", _g(usage, "output_tokens_details"))
+    return TokenUsage(
+        prompt=prompt,
+        completion=completion,
+        total=_int(_g(usage, "total_tokens")) or prompt + completion,
+        cached=_int(_g(prompt_details, "cached_tokens")),
+        reasoning=_int(_g(completion_details, "reasoning_tokens")),
+    )
+
+
+def _openai_tool_call(call: Any) -> dict[str, Any]:
+    function = _g(call, "function")
+    return {
+        "id": _g(call, "id"),
+        "type": _g(call, "type") or "function",
+        "name": _g(function, "name"),
+        "arguments": _g(function, "arguments"),
+    }
+
+
+def _openai_chat_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
+    if not chunks:
+        body = _raw_body(result)
+        choices = _g(body, "choices") or []
+        message = _g(choices[0], "message") if choices else None
+        return {
+            "response": _text_of(_g(message, "content")),
+            "tool_calls": [_openai_tool_call(c) for c in _g(message, "tool_calls") or []],
+            "finish_reason": _g(choices[0], "finish_reason") if choices else None,
+            "response_id": _g(body, "id"),
+            "response_model": _g(body, "model"),
+            "usage": _openai_usage(_g(body, "usage")),
+            "finished": body is not None,
+        }
+    text: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    out: dict[str, Any] = {"finished": False, "usage": None, "finish_reason": None}
+    for chunk in chunks:
+        out["response_id"] = out.get("response_id") or _g(chunk, "id")
+        out["response_model"] = out.get("response_model") or _g(chunk, "model")
+        if _g(chunk, "usage") is not None:
+            out["usage"] = _openai_usage(_g(chunk, "usage"))
+        for choice in _g(chunk, "choices") or []:
+            if (_g(choice, "index") or 0) != 0:
+                continue
+            delta = _g(choice, "delta")
+            content = _g(delta, "content")
+            if content:
+                text.append(content)
+            for tc in _g(delta, "tool_calls") or []:
+                slot = calls.setdefault(_g(tc, "index") or 0, {"id": None, "type": "function", "name": None, "arguments": ""})
+                slot["id"] = slot["id"] or _g(tc, "id")
+                function = _g(tc, "function")
+                slot["name"] = slot["name"] or _g(function, "name")
+                slot["arguments"] += _g(function, "arguments") or ""
+            if _g(choice, "finish_reason"):
+                out["finish_reason"] = _g(choice, "finish_reason")
+                out["finished"] = True
+    out["response"] = "".join(text)
+    out["tool_calls"] = [calls[i] for i in sorted(calls)]
+    out["output_units"] = len(text)
+    return out
+
+
+# --------------------------------------------------------------------------- OpenAI responses
+
+
+def _openai_responses_request(kwargs: Mapping[str, Any]) -> tuple[str, list[Message]]:
+    messages: list[Message] = []
+    instructions = kwargs.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        messages.append(Message(role="system", content=instructions))
+    items = kwargs.get("input")
+    if isinstance(items, str):
+        messages.append(Message(role="user", content=items))
+    elif items and not _is_omitted(items):
+        for item in items:
+            kind = _g(item, "type")
+            if kind == "function_call_output":
+                messages.append(_message("tool", _g(item, "output"), tool_call_id=_g(item, "call_id")))
+            elif kind == "function_call":
+                messages.append(
+                    _message("assistant", "", tool_calls=[{"id": _g(item, "call_id"), "name": _g(item, "name"), "arguments": _g(item, "arguments")}])
+                )
+            else:
+                messages.append(_message(str(_g(item, "role", "user")), _g(item, "content")))
+    return _split_prompt(messages)
+
+
+def _responses_output(response: Any) -> dict[str, Any]:
+    text: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    for item in _g(response, "output") or []:
+        kind = _g(item, "type")
+        if kind == "message":
+            for part in _g(item, "content") or []:
+                if _g(part, "type") == "output_text":
+                    text.append(_g(part, "text") or "")
+        elif kind == "function_call":
+            tool_calls.append(
+                {"id": _g(item, "call_id"), "type": "function", "name": _g(item, "name"), "arguments": _g(item, "arguments")}
+            )
+    status = _g(response, "status")
+    incomplete = _g(_g(response, "incomplete_details"), "reason")
+    return {
+        "response": "".join(text),
+        "tool_calls": tool_calls,
+        "finish_reason": incomplete or status,
+        "response_id": _g(response, "id"),
+        "response_model": _g(response, "model"),
+        "usage": _openai_usage(_g(response, "usage")),
+        "finished": status in {"completed", "incomplete", "failed"},
+    }
+
+
+def _openai_responses_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
+    if not chunks:
+        body = _raw_body(result)
+        out = _responses_output(body)
+        out["finished"] = body is not None
+        return out
+    deltas: list[str] = []
+    final = None
+    response_id = model = None
+    for event in chunks:
+        kind = _g(event, "type")
+        if kind == "response.output_text.delta":
+            deltas.append(_g(event, "delta") or "")
+        elif kind in {"response.completed", "response.incomplete", "response.failed"}:
+            final = _g(event, "response")
+        elif kind == "response.created":
+            created = _g(event, "response")
+            response_id, model = _g(created, "id"), _g(created, "model")
+    if final is not None:
+        out = _responses_output(final)
+        out["output_units"] = len(deltas)
+        return out
+    return {
+        "response": "".join(deltas),
+        "tool_calls": [],
+        "finish_reason": None,
+        "response_id": response_id,
+        "response_model": model,
+        "usage": None,
+        "finished": False,
+        "output_units": len(deltas),
+    }
+
+
+# --------------------------------------------------------------------------- Anthropic messages
+
+
+def _anthropic_request(kwargs: Mapping[str, Any]) -> tuple[str, list[Message]]:
+    messages: list[Message] = []
+    system = kwargs.get("system")
+    if system and not _is_omitted(system):
+        messages.append(Message(role="system", content=_text_of(system)))
+    for m in kwargs.get("messages") or []:
+        content = _g(m, "content")
+        role = str(_g(m, "role", "user"))
+        extra: dict[str, Any] = {}
+        if isinstance(content, list):
+            uses = [b for b in content if _g(b, "type") == "tool_use"]
+            results = [b for b in content if _g(b, "type") == "tool_result"]
+            if uses:
+                extra["tool_calls"] = [{"id": _g(b, "id"), "name": _g(b, "name"), "input": _g(b, "input")} for b in uses]
+            if results and len(results) == len(content):
+                role = "tool"
+                extra["tool_call_id"] = _g(results[0], "tool_use_id")
+        messages.append(_message(role, content, **extra))
+    return _split_prompt(messages)
+
+
+def _anthropic_usage(usage: Any, base: TokenUsage | None = None) -> TokenUsage | None:
+    if usage is None:
+        return base
+    cached = _int(_g(usage, "cache_read_input_tokens"))
+    created = _int(_g(usage, "cache_creation_input_tokens")) or 0
+    input_tokens = _int(_g(usage, "input_tokens"))
+    prompt = (input_tokens or 0) + (cached or 0) + created if input_tokens is not None else (base.prompt if base else 0)
+    completion = _int(_g(usage, "output_tokens"))
+    return TokenUsage(
+        prompt=prompt,
+        completion=completion if completion is not None else (base.completion if base else 0),
+        cached=cached if cached is not None else (base.cached if base else None),
+    )
+
+
+def _anthropic_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
+    if not chunks:
+        body = _raw_body(result)
+        text, tool_calls = [], []
+        for block in _g(body, "content") or []:
+            kind = _g(block, "type")
+            if kind == "text":
+                text.append(_g(block, "text") or "")
+            elif kind in {"tool_use", "server_tool_use"}:
+                tool_calls.append({"id": _g(block, "id"), "type": "function", "name": _g(block, "name"), "arguments": json.dumps(jsonable(_g(block, "input")))})
+        return {
+            "response": "".join(text),
+            "tool_calls": tool_calls,
+            "finish_reason": _g(body, "stop_reason"),
+            "response_id": _g(body, "id"),
+            "response_model": _g(body, "model"),
+            "usage": _anthropic_usage(_g(body, "usage")),
+            "finished": body is not None,
+        }
+    out: dict[str, Any] = {"finished": False, "finish_reason": None, "usage": None, "response_id": None, "response_model": None}
+    text_parts: list[str] = []
+    blocks: dict[int, dict[str, Any]] = {}
+    for event in chunks:
+        kind = _g(event, "type")
+        if kind == "message_start":
+            message = _g(event, "message")
+            out["response_id"], out["response_model"] = _g(message, "id"), _g(message, "model")
+            out["usage"] = _anthropic_usage(_g(message, "usage"))
+        elif kind == "content_block_start":
+            block = _g(event, "content_block")
+            if _g(block, "type") in {"tool_use", "server_tool_use"}:
+                blocks[_g(event, "index") or 0] = {"id": _g(block, "id"), "type": "function", "name": _g(block, "name"), "arguments": ""}
+        elif kind == "content_block_delta":
+            delta = _g(event, "delta")
+            if _g(delta, "type") == "text_delta":
+                text_parts.append(_g(delta, "text") or "")
+            elif _g(delta, "type") == "input_json_delta" and (_g(event, "index") or 0) in blocks:
+                blocks[_g(event, "index") or 0]["arguments"] += _g(delta, "partial_json") or ""
+        elif kind == "message_delta":
+            out["finish_reason"] = _g(_g(event, "delta"), "stop_reason") or out["finish_reason"]
+            out["usage"] = _anthropic_usage(_g(event, "usage"), out["usage"])
+        elif kind == "message_stop":
+            out["finished"] = True
+    out["response"] = "".join(text_parts)
+    out["tool_calls"] = [blocks[i] for i in sorted(blocks)]
+    out["output_units"] = len(text_parts)
+    return out
+
+
+_EXTRACTORS = {
+    ("openai", "chat"): (_openai_chat_request, _openai_chat_response),
+    ("openai", "responses"): (_openai_responses_request, _openai_responses_response),
+    ("anthropic", "messages"): (_anthropic_request, _anthropic_response),
+}
+
+
+def extract(provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: list[Any]) -> dict[str, Any]:
+    """prompt, context, tools, params and the response fields of one call."""
+    read_request, read_response = _EXTRACTORS[(provider, api)]
+    prompt, context = read_request(kwargs)
+    fields: dict[str, Any] = {"prompt": prompt, "context": context, "tools": _tools(kwargs), "model_params": _params(kwargs)}
+    if result is None and not chunks:
+        fields.update(response="", tool_calls=[], finish_reason=None, response_id=None, usage=None, finished=False)
+    else:
+        fields.update(read_response(result, chunks))
+    model = kwargs.get("model")
+    fields["model"] = str(model) if model and not _is_omitted(model) else fields.get("response_model")
+    return fields
