@@ -677,3 +677,33 @@ def test_search_similar_without_vector_backend_says_what_to_use() -> None:
     """search_similar on a backend without vectors raises ConfigurationError naming ZeroDB."""
     with create_rlhf_logger(backend=StorageBackend.MEMORY) as logger, pytest.raises(ConfigurationError, match="ZERODB"):
         logger.search_similar("hello")
+
+
+def test_storage_backends_section_examples(tmp_path: Path) -> None:
+    """The spec's "Storage Backends" configurations (memory, local, custom) work as written."""
+    memory = create_rlhf_logger(backend=StorageBackend.MEMORY, backend_config={"memory": {"max_entries": 10000}})
+    local = create_rlhf_logger(
+        backend=StorageBackend.LOCAL,
+        backend_config={
+            "local": {"data_dir": str(tmp_path / "rlhf-data"), "compress": True, "max_file_size": 100, "rotate_files": True}
+        },
+    )
+    custom = create_rlhf_logger(
+        backend=StorageBackend.CUSTOM,
+        backend_config={"custom": {"implementation": MemoryStorage(), "config": {"anything": 1}}},
+    )
+    for logger in (memory, local, custom):
+        with logger:
+            iid = logger.log_interaction("p", "r", model="m")
+            logger.log_binary_feedback(iid, BinaryFeedback.THUMBS_UP)
+            assert logger.get_feedback_stats().binary.thumbs_up == 1
+    assert list((tmp_path / "rlhf-data").rglob("*.jsonl.gz"))
+
+
+def test_memory_backend_evicts_oldest_and_counts() -> None:
+    """MEMORY with max_entries keeps the newest interactions and counts evictions."""
+    with create_rlhf_logger(backend=StorageBackend.MEMORY, backend_config={"memory": {"max_entries": 10}}) as logger:
+        ids = [logger.log_interaction(f"p{n}", "r") for n in range(15)]
+        kept = [i.id for i in logger.query_interactions()]
+        assert kept == ids[5:]
+        assert logger.storage.evictions == 5  # type: ignore[attr-defined]
