@@ -62,5 +62,9 @@ class Storage(Protocol):
     ) -> FeedbackStats:
         """Aggregates over interactions and feedback whose timestamp is in [start, end)."""
 
-    def close(self) -> None:
-        """Release connections and file handles. Safe to call twice."""
+    def close(self) -> int | None:
+        """Release connections and file handles. Safe to call twice.
+
+        Backends that deliver in the background (REMOTE, ZeroDB) may take a
+        ``timeout_s`` argument and return how many records remain undelivered.
+        """
