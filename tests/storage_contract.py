@@ -122,8 +122,13 @@ class StorageContract:
 
     @pytest.fixture
     def filled(self, storage: Storage) -> Storage:
-        """The storage with :func:`dataset` written in it."""
-        storage.write(dataset())
+        """The storage with :func:`dataset` written in it, in several batches (so that files may rotate)."""
+        data = dataset()
+        for interaction in data.interactions:
+            storage.write(RecordBatch(interactions=[interaction]))
+        for start in range(0, len(data.feedback), 4):
+            storage.write(RecordBatch(feedback=data.feedback[start : start + 4]))
+        storage.write(RecordBatch(sessions=data.sessions))
         return storage
 
     # ------------------------------------------------------------------ writing and reading back
