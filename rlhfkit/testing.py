@@ -251,14 +251,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(scripted, anthropic)
             return
         path = self.path.split("?")[0].rstrip("/")
-        if path.endswith("/chat/completions"):
-            _OpenAIChat(self, body, scripted, number).run()
-        elif path.endswith("/responses"):
-            _OpenAIResponses(self, body, scripted, number).run()
-        elif anthropic:
-            _AnthropicMessages(self, body, scripted, number).run()
-        else:
-            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        try:
+            if path.endswith("/chat/completions"):
+                _OpenAIChat(self, body, scripted, number).run()
+            elif path.endswith("/responses"):
+                _OpenAIResponses(self, body, scripted, number).run()
+            elif anthropic:
+                _AnthropicMessages(self, body, scripted, number).run()
+            else:
+                self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        except (BrokenPipeError, ConnectionResetError):
+            # The client stopped reading (a stream closed early): normal.
+            self.close_connection = True
 
     def _error(self, scripted: ScriptedReply, anthropic: bool) -> None:
         status = scripted.error_status or 500

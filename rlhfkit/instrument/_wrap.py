@@ -169,7 +169,8 @@ def async_method(inst: RLHFInstrumentation, orig: Callable[..., Any], provider: 
 
 def wrapper_for(inst: RLHFInstrumentation, orig: Callable[..., Any], provider: str, api: str, types: SDKTypes) -> Callable[..., Any]:
     """The sync or async wrapper matching ``orig``."""
-    if inspect.iscoroutinefunction(orig):
+    # The SDKs decorate their async methods (``required_args``), hiding the coroutine function.
+    if inspect.iscoroutinefunction(orig) or inspect.iscoroutinefunction(inspect.unwrap(orig)):
         return async_method(inst, orig, provider, api, types)
     return sync_method(inst, orig, provider, api, types)
 
