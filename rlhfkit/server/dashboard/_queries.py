@@ -1,0 +1,250 @@
+"""The dashboard's reads: newest-first keyset pages, same-prompt groups, comparison coverage.
+
+On the SQL storage these are single indexed queries (keyset pagination on the
+``(project, id)`` primary key, never an OFFSET or a COUNT over the table);
+any other backend is served through the Storage Protocol, which suits the
+bounded in-memory backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..._models import FeedbackFilter, FeedbackType, Interaction, InteractionFilter
+from ...storage.base import Storage
+
+__all__ = [
+    "GROUP_WINDOW",
+    "Group",
+    "Page",
+    "Row",
+    "compared_ids",
+    "group_key",
+    "interaction_page",
+    "normalise_prompt",
+    "prompt_groups",
+]
+
+GROUP_WINDOW = 5_000
+"""How many of the newest interactions the compare page and the review queue group."""
+_SNIPPET = 240
+_CHUNK = 500
+
+
+@dataclass
+class Row:
+    """One line of the interactions table."""
+
+    id: str
+    timestamp: datetime
+    model: str | None
+    user_id: str | None
+    session_id: str | None
+    latency: float | None
+    total_tokens: int | None
+    has_error: bool
+    prompt: str
+    response: str
+    feedback: int = 0
+
+
+@dataclass
+class Page:
+    """A page of rows, newest first, with the cursors to the pages around it."""
+
+    rows: list[Row]
+    newer: str | None = None
+    older: str | None = None
+
+
+def _is_sql(storage: Storage) -> bool:
+    return hasattr(storage, "engine") and hasattr(storage, "project") and hasattr(storage, "_connect")
+
+
+def _row(i: Interaction) -> Row:
+    usage = i.token_usage
+    return Row(
+        id=i.id, timestamp=i.timestamp, model=i.model, user_id=i.user_id, session_id=i.session_id,
+        latency=i.latency, total_tokens=None if usage is None else usage.total, has_error=i.error is not None,
+        prompt=i.prompt[:_SNIPPET], response=i.response[:_SNIPPET], feedback=len(i.feedback_ids),
+    )  # fmt: skip
+
+
+def interaction_page(
+    storage: Storage, flt: InteractionFilter, *, before: str | None = None, after: str | None = None, size: int = 50
+) -> Page:
+    """Interactions matching ``flt``, newest first: the page older than ``before`` or newer than ``after``."""
+    flt = flt.model_copy(update={"limit": None, "offset": 0, "after_id": None})
+    if _is_sql(storage):
+        rows, more = _sql_page(storage, flt, before, after, size)
+    else:
+        rows, more = _generic_page(storage, flt, before, after, size)
+    if not rows:
+        return Page(rows=[])
+    if after is not None:
+        return Page(rows=rows, newer=rows[0].id if more else None, older=rows[-1].id)
+    return Page(rows=rows, newer=rows[0].id if before is not None else None, older=rows[-1].id if more else None)
+
+
+def _sql_page(
+    storage: Any, flt: InteractionFilter, before: str | None, after: str | None, size: int
+) -> tuple[list[Row], bool]:
+    from ...storage._sql_rows import interaction_conditions, sa
+    from ...storage._sql_schema import feedback_targets as t
+    from ...storage._sql_schema import from_micros
+    from ...storage._sql_schema import interactions as i
+
+    query = sa.select(
+        i.c.id, i.c.timestamp, i.c.model, i.c.user_id, i.c.session_id, i.c.latency, i.c.total_tokens, i.c.has_error,
+        sa.func.substr(i.c.prompt, 1, _SNIPPET).label("prompt"),
+        sa.func.substr(i.c.response, 1, _SNIPPET).label("response"),
+    ).where(*interaction_conditions(storage.project, flt))  # fmt: skip
+    if after is not None:
+        query = query.where(i.c.id > after).order_by(i.c.id.asc())
+    else:
+        if before is not None:
+            query = query.where(i.c.id < before)
+        query = query.order_by(i.c.id.desc())
+    with storage._connect() as connection:
+        found = connection.execute(query.limit(size + 1)).all()
+        more = len(found) > size
+        found = found[:size]
+        if after is not None:
+            found.reverse()
+        ids = [r.id for r in found]
+        counts: dict[str, int] = {}
+        if ids:
+            counted = (
+                sa.select(t.c.interaction_id, sa.func.count())
+                .where(t.c.project == storage.project, t.c.interaction_id.in_(ids))
+                .group_by(t.c.interaction_id)
+            )
+            counts = {k: int(n) for k, n in connection.execute(counted)}
+    rows = [
+        Row(
+            id=r.id, timestamp=from_micros(r.timestamp), model=r.model, user_id=r.user_id, session_id=r.session_id,
+            latency=r.latency, total_tokens=r.total_tokens, has_error=bool(r.has_error), prompt=r.prompt or "",
+            response=r.response or "", feedback=counts.get(r.id, 0),
+        )  # fmt: skip
+        for r in found
+    ]
+    return rows, more
+
+
+def _generic_page(
+    storage: Storage, flt: InteractionFilter, before: str | None, after: str | None, size: int
+) -> tuple[list[Row], bool]:
+    if after is not None:
+        found = list(storage.iter_interactions(flt.model_copy(update={"after_id": after, "limit": size + 1})))
+        return [_row(i) for i in reversed(found[:size])], len(found) > size
+    # Newest first needs every match in id order: only for backends without a query engine.
+    newest: list[Interaction] = []
+    for interaction in storage.iter_interactions(flt):
+        if before is None or interaction.id < before:
+            newest.append(interaction)
+            if len(newest) > 4 * (size + 1):
+                newest = newest[-(size + 1) :]
+    newest = newest[-(size + 1) :]
+    newest.reverse()
+    return [_row(i) for i in newest[:size]], len(newest) > size
+
+
+# --------------------------------------------------------------------------- same-prompt groups
+
+
+def normalise_prompt(prompt: str) -> str:
+    """A prompt as compared for grouping: NFKC, case-folded, whitespace runs collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
+
+
+def group_key(prompt: str) -> str:
+    """The short stable key of a prompt's group (in URLs)."""
+    return hashlib.sha256(normalise_prompt(prompt).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Group:
+    """Responses to one normalised prompt, newest first."""
+
+    key: str
+    prompt: str
+    ids: list[str] = field(default_factory=list)
+    models: list[str | None] = field(default_factory=list)
+    latest: datetime | None = None
+    judged: bool = False
+
+    @property
+    def size(self) -> int:
+        """How many responses the group has (in the window)."""
+        return len(self.ids)
+
+
+def _recent(storage: Storage, window: int) -> Iterable[tuple[str, str, str | None, datetime]]:
+    """(id, prompt, model, timestamp) of the newest ``window`` interactions, newest first."""
+    if _is_sql(storage):
+        from ...storage._sql_rows import sa
+        from ...storage._sql_schema import from_micros
+        from ...storage._sql_schema import interactions as i
+
+        s: Any = storage
+        query = (
+            sa.select(i.c.id, i.c.prompt, i.c.model, i.c.timestamp)
+            .where(i.c.project == s.project)
+            .order_by(i.c.id.desc())
+            .limit(window)
+        )
+        with s._connect() as connection:
+            return [(r.id, r.prompt, r.model, from_micros(r.timestamp)) for r in connection.execute(query)]
+    found = [(i.id, i.prompt, i.model, i.timestamp) for i in storage.iter_interactions(InteractionFilter())]
+    return list(reversed(found[-window:]))
+
+
+def prompt_groups(storage: Storage, *, window: int = GROUP_WINDOW, min_size: int = 2) -> list[Group]:
+    """Groups of at least ``min_size`` responses to one prompt among the newest ``window`` interactions.
+
+    Newest group first; ``judged`` is set when a comparison already covers one of its responses.
+    """
+    groups: dict[str, Group] = {}
+    for interaction_id, prompt, model, timestamp in _recent(storage, window):
+        key = group_key(prompt)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(key=key, prompt=prompt, latest=timestamp)
+        group.ids.append(interaction_id)
+        group.models.append(model)
+    found = [g for g in groups.values() if g.size >= min_size]
+    judged = compared_ids(storage, [i for g in found for i in g.ids])
+    for group in found:
+        group.judged = any(i in judged for i in group.ids)
+    return found
+
+
+def compared_ids(storage: Storage, ids: list[str]) -> set[str]:
+    """Those of ``ids`` that some comparative feedback names as preferred or alternative."""
+    found: set[str] = set()
+    if not ids:
+        return found
+    if _is_sql(storage):
+        from ...storage._sql_rows import sa
+        from ...storage._sql_schema import feedback_targets as t
+
+        s: Any = storage
+        with s._connect() as connection:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                query = sa.select(t.c.interaction_id).where(
+                    t.c.project == s.project, t.c.interaction_id.in_(chunk), t.c.role.in_(("preferred", "alternative"))
+                )
+                found.update(connection.execute(query).scalars())
+        return found
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        flt = FeedbackFilter(interaction_ids=chunk, types=[FeedbackType.COMPARATIVE])
+        for feedback in storage.iter_feedback(flt):
+            found.update(x for x in feedback.interaction_ids() if x in chunk)
+    return found
