@@ -39,11 +39,18 @@ class LoggerDestination:
 
     def __init__(self, rlhf_logger: Any) -> None:
         self.logger = rlhf_logger
+        self.rejected = 0
 
     def deliver(self, records: list[Record]) -> None:
-        """``logger.log_record`` each record."""
+        """``logger.log_record`` each record; a record the logger refuses is counted, not retried."""
+        from ..errors import ValidationError
+
         for record in records:
-            self.logger.log_record(record)
+            try:
+                self.logger.log_record(record)
+            except ValidationError:
+                self.rejected += 1
+                logger.exception("the RLHFLogger refused record %s; counted in dropped_records", record.id)
 
     def close(self) -> None:
         """The logger belongs to the caller: left open."""

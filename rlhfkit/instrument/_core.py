@@ -13,6 +13,7 @@ pending, so they see every call that has finished.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import inspect
 import logging
 import os
@@ -503,7 +504,11 @@ class RLHFInstrumentation:
     def get_metrics(self, top_prompts: int = 10) -> InstrumentationMetrics:
         """Counts, rates, latency percentiles and usage patterns of what was captured so far."""
         self._process()
-        return self._metrics.snapshot(top_prompts)
+        rejected = sum(getattr(d, "rejected", 0) for d in self._destinations)
+        snapshot = self._metrics.snapshot(top_prompts)
+        if rejected:
+            snapshot = dataclasses.replace(snapshot, dropped_records=snapshot.dropped_records + rejected)
+        return snapshot
 
     def get_interactions(
         self,
