@@ -29,7 +29,12 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     ),
     "email": re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b"),
     "card": re.compile(r"\b(?:\d[ \-]?){12,18}\d\b"),
-    "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)[\s.\-]?|\d{2,4}[\s.\-])\d{2,4}[\s.\-]?\d{3,4}\b"),
+    # International numbers need their "+"; national ones the 3-3-4 form. A
+    # number that runs on into more digit groups (an order id) is not a phone.
+    "phone": re.compile(
+        r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?(?:\(\d{1,4}\)|\d{1,4})(?:[\s.\-]?\d{2,4}){2,3}"
+        r"|\(\d{3}\)\s?\d{3}[\s.\-]\d{4}|\d{3}[\s.\-]\d{3}[\s.\-]\d{4})(?![\s.\-]?\d)"
+    ),
 }
 KINDS = tuple(_PATTERNS)
 
