@@ -21,7 +21,8 @@ parent's files stay with the parent.
 Failures are classified by the sink: :class:`RetryLater` (connection errors,
 timeouts, 429, 5xx; exponential backoff with jitter, honouring Retry-After)
 or :class:`~rlhfkit.errors.DeliveryError` (refused for good: moved to
-``failed/`` and counted in ``failed_uploads``).
+``failed/`` and counted in ``failed_uploads``; a sink that stored part of the
+batch sets ``records`` on the error to the number it refused).
 """
 
 from __future__ import annotations
@@ -461,11 +462,16 @@ class Sender:
                 logger.warning("delivery keeps failing (%s); records stay in the spool %s", exc, self.root)
             return max(delay, 0.01)
         except DeliveryError as exc:
+            # A sink that stores records one by one may have stored part of the
+            # batch: its error then says in ``records`` how many were refused.
+            refused = getattr(exc, "records", None)
+            refused = records if not isinstance(refused, int) else max(0, min(refused, records))
             self.last_error = str(exc)
-            self.failed_uploads += records
+            self.failed_uploads += refused
+            self.delivered += records - refused
             self.failed_batches += 1
             target = self.root / _FAILED / path.name
-            logger.error("%d records refused by the service, kept in %s: %s", records, target, exc)
+            logger.error("%d records refused by the service, batch kept in %s: %s", refused, target, exc)
             self._forget(path, len(body), records, move_to=target)
             return None
         except Exception as exc:
