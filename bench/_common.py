@@ -1,0 +1,160 @@
+"""What every benchmark shares: results, sizes, the cache, timing, and child processes.
+
+A benchmark module exposes ``NAME``, ``TITLE``, ``available() -> str | None``
+(a reason when the code it measures is missing) and ``run(quick) -> list[Result]``.
+Figures that depend on memory are measured in a child process (``python -m
+bench._child``) whose peak RSS is read with ``os.wait4``: the kernel's count for
+that process alone, not for the whole benchmark run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(__file__).resolve().parent / ".cache"
+POSTGRES_DSN = os.environ.get("RLHFKIT_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Result:
+    """One measured figure, with the target it is judged against (if any)."""
+
+    bench: str
+    measure: str
+    value: float | None
+    unit: str
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of this result."""
+        return asdict(self)
+
+
+def at_least(value: float, bound: float) -> bool:
+    """True when ``value`` reaches the lower ``bound``."""
+    return value >= bound
+
+
+def cache_dir(*parts: str) -> Path:
+    """A directory under ``bench/.cache`` (created)."""
+    path = CACHE.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """A figure printed for people: thousands separators, three significant digits below 100."""
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}".strip()
+
+
+def timed(func: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds ``func()`` took on a monotonic clock, and what it returned."""
+    start = time.perf_counter()
+    value = func()
+    return time.perf_counter() - start, value
+
+
+def median(values: Iterable[float]) -> float:
+    """The median of ``values``."""
+    return float(statistics.median(list(values)))
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class ChildRun:
+    """What a child process returned, how long it ran and its peak resident memory."""
+
+    result: Any
+    wall_s: float
+    peak_rss_mb: float
+
+
+def run_child(module: str, func: str, kwargs: dict[str, Any] | None = None, timeout_s: float = 900.0) -> ChildRun:
+    """Run ``bench.<module>.<func>(**kwargs)`` in a fresh interpreter; its JSON result, time and peak RSS.
+
+    The child prints its result as the last line of stdout; its stderr passes through.
+    """
+    command = [sys.executable, "-m", "bench._child", module, func, json.dumps(kwargs or {})]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = start + timeout_s
+    out_chunks: list[str] = []
+    assert process.stdout is not None
+    # Read stdout to the end (the child may print a lot), then reap it with wait4 for its own rusage.
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            break
+        out_chunks.append(line)
+        if time.perf_counter() > deadline:
+            process.kill()
+            break
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        tail = "".join(out_chunks[-5:])
+        raise RuntimeError(f"child bench.{module}.{func} exited with {process.returncode}: {tail}")
+    lines = [line for line in out_chunks if line.strip()]
+    result = json.loads(lines[-1]) if lines else None
+    # ru_maxrss is in kilobytes on Linux.
+    return ChildRun(result=result, wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024.0)
+
+
+def machine() -> dict[str, Any]:
+    """The machine the figures were measured on."""
+    import platform
+
+    info: dict[str, Any] = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "python": platform.python_version(),
+        "nproc": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        wanted = ("Architecture", "CPU(s)", "Model name", "Thread(s) per core", "CPU MHz", "L2 cache", "L3 cache")
+        info["cpu"] = {
+            k.strip(): v.strip()
+            for k, _, v in (line.partition(":") for line in lscpu.splitlines())
+            if k.strip() in wanted
+        }
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_total_mb"] = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return info
