@@ -19,7 +19,7 @@ logger = logging.getLogger("rlhfkit.server.dashboard")
 
 METRICS = {
     "interactions": "Volume (interactions)",
-    "feedback_rate": "Feedback rate (share of interactions with feedback)",
+    "feedback_rate": "Feedback rate",
     "thumbs_ratio": "Thumbs-up ratio",
     "average_rating": "Average rating (1–5)",
     "p50_latency_ms": "Latency p50 (ms)",

@@ -82,11 +82,11 @@ def feedback_from_form(kind: str, form: Mapping[str, Any], interaction_id: str, 
             raise ValidationError("comment", "must not be empty", None)
         data = {"type": "text", "comment": comment, "sentiment": sentiment}
     elif kind == "multi_dimensional":
-        dimensions = {}
+        dimensions: dict[str, float] = {}
         for name in DIMENSIONS:
-            value = _number(form, f"dim_{name}", required=False)
-            if value is not None:
-                dimensions[name] = value
+            score = _number(form, f"dim_{name}", required=False)
+            if score is not None:
+                dimensions[name] = score
         if not dimensions:
             raise ValidationError("dimensions", "rate at least one dimension", None)
         data = {"type": "multi_dimensional", "dimensions": dimensions, "max_score": 5,

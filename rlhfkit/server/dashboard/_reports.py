@@ -9,7 +9,7 @@ import tempfile
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -61,7 +61,7 @@ def analytics_data(request: Request, range: str = "30") -> Any:
     days = RANGES.get(range, 30)
     end = datetime.now(UTC) + timedelta(minutes=1)
     start = None if days is None else end - timedelta(days=days)
-    bucket = "hour" if days is not None and days <= 2 else "day"
+    bucket: Literal["hour", "day"] = "hour" if days is not None and days <= 2 else "day"
     payload = analytics_payload(storage_of(request, session), bucket, start, end)
     payload["bucket"] = bucket
     return JSONResponse(payload, headers={"Cache-Control": "no-store"})

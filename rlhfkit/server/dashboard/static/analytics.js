@@ -12,11 +12,13 @@ const fmt = {
   comparisons: (v) => v.toLocaleString(),
 };
 
-function cell(value) {
+function cell(value, name = "") {
   const td = document.createElement("td");
   if (typeof value === "number") {
     td.className = "num";
-    td.textContent = Number.isInteger(value) ? value.toLocaleString() : value.toFixed(3);
+    if (/(rate|ratio)$/.test(name) && value >= 0 && value <= 1) td.textContent = `${(value * 100).toFixed(1)}%`;
+    else if (name.endsWith("_ms")) td.textContent = `${value.toFixed(0)} ms`;
+    else td.textContent = Number.isInteger(value) ? value.toLocaleString() : value.toFixed(2);
   } else {
     td.textContent = value == null ? "–" : String(value);
   }
@@ -39,12 +41,13 @@ function leaderboard(table, rows) {
   const tr = head.insertRow();
   for (const name of columns) {
     const th = document.createElement("th");
-    th.textContent = name.replaceAll("_", " ");
+    th.textContent = name.replace(/_ms$/, "").replace(/^average_/, "avg_").replace(/_ratio$/, "").replaceAll("_", " ");
+    if (name !== "model") th.className = "num";
     tr.append(th);
   }
   for (const row of rows) {
     const line = body.insertRow();
-    for (const name of columns) line.append(cell(row[name]));
+    for (const name of columns) line.append(cell(row[name], name));
   }
 }
 
