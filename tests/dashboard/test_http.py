@@ -1,0 +1,104 @@
+"""The dashboard over plain HTTP against the real collector: session safety, CSRF, routing, another backend."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from rlhfkit._models import FeedbackFilter, Interaction, RecordBatch
+from rlhfkit.server import MemoryKeyStore, create_app
+from rlhfkit.storage.memory import MemoryStorage
+from tests._servers import serve
+from tests.dashboard.conftest import UNJUDGED, Collector
+
+
+@pytest.fixture
+def client(collector: Collector) -> Iterator[httpx.Client]:
+    """An HTTP client signed in to the dashboard with the read key."""
+    with httpx.Client(base_url=collector.url, timeout=10) as http:
+        reply = http.post("/login", data={"api_key": collector.key, "next": "/interactions"})
+        assert reply.status_code == 303 and "rlhfkit_session" in http.cookies
+        yield http
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found
+    return found.group(1)
+
+
+def test_a_tampered_or_missing_cookie_is_signed_out(collector: Collector, client: httpx.Client) -> None:
+    """Changing one character of the signed cookie, or dropping it, sends every page back to sign-in."""
+    assert client.get("/interactions").status_code == 200
+    value = client.cookies["rlhfkit_session"]
+    body, mac = value.split(".")
+    forged = f"{body[:-1]}{'A' if body[-1] != 'A' else 'B'}.{mac}"
+    with httpx.Client(base_url=collector.url, cookies={"rlhfkit_session": forged}) as other:
+        reply = other.get("/interactions")
+        assert reply.status_code == 303 and reply.headers["location"].startswith("/login")
+        assert other.get("/analytics/data.json").status_code == 401
+    with httpx.Client(base_url=collector.url) as anonymous:
+        assert anonymous.get("/export/download?kind=all&format=jsonl").headers["location"].startswith("/login")
+
+
+def test_sign_in_never_redirects_off_site(collector: Collector) -> None:
+    """A ``next`` pointing to another host is replaced by the interactions page."""
+    with httpx.Client(base_url=collector.url) as http:
+        for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+            reply = http.post("/login", data={"api_key": collector.key, "next": target})
+            assert reply.headers["location"] == "/interactions"
+
+
+def test_dashboard_pages_stay_out_of_the_api_schema(collector: Collector) -> None:
+    """The OpenAPI schema lists the /v1 API and health checks only."""
+    paths = httpx.get(f"{collector.url}/openapi.json").json()["paths"]
+    assert all(p.startswith("/v1/") or p in ("/healthz", "/readyz") for p in paths)
+
+
+def test_pages_send_a_strict_content_security_policy(client: httpx.Client) -> None:
+    """HTML pages forbid scripts from other origins and framing; static files are served by the collector."""
+    reply = client.get("/analytics")
+    policy = reply.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert client.get("/static/chart.umd.min.js").status_code == 200
+    assert "cdn" not in reply.text.lower() and "https://" not in reply.text
+
+
+def test_a_comparison_of_different_prompts_or_without_token_stores_nothing(collector: Collector, client: httpx.Client) -> None:
+    """The compare form refuses responses to different prompts and a missing CSRF token."""
+    prompts = list(UNJUDGED)
+    mixed = [collector.ids[prompts[1]][0], collector.ids[prompts[2]][0]]
+    page = client.get("/compare")
+    key = re.search(r'data-key="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
+    before = collector.api("/v1/feedback", types="comparative", limit=1000)["data"]
+    form = {"csrf": _csrf(page.text), "candidate": mixed, "preferred": mixed[0]}
+    assert client.post(f"/compare/{key}", data=form).status_code == 422
+    assert client.post(f"/compare/{key}", data={**form, "csrf": ""}).status_code == 403
+    assert collector.api("/v1/feedback", types="comparative", limit=1000)["data"] == before
+
+
+def test_a_collector_on_the_memory_backend_serves_every_page() -> None:
+    """Without SQL the pages read through the Storage protocol: newest first, groups, feedback, analytics."""
+    storage = MemoryStorage()
+    interactions = [Interaction(prompt=f"Q{n % 3}", response=f"A{n}", model="m") for n in range(7)]
+    storage.write(RecordBatch(interactions=interactions))
+    keys = MemoryKeyStore()
+    key = keys.create("default", "alice")
+    with serve(create_app(storage=storage, keys=keys)) as server, httpx.Client(base_url=server.url, timeout=10) as http:
+        http.post("/login", data={"api_key": key})
+        listing = http.get("/interactions").text
+        shown = re.findall(r'data-id="([0-9a-f]+)"', listing)
+        assert shown == sorted((i.id for i in interactions), reverse=True)
+        newest = interactions[-1].id
+        detail = http.get(f"/interactions/{newest}")
+        assert detail.status_code == 200
+        saved = http.post(f"/interactions/{newest}/feedback/binary", data={"csrf": _csrf(detail.text), "value": "thumbs_up"})
+        assert saved.status_code == 303
+        assert [f.data.type for f in storage.iter_feedback(FeedbackFilter())] == ["binary"]
+        assert len(re.findall(r"data-key=", http.get("/compare").text)) == 3
+        assert http.get("/review").status_code == 200
+        assert http.get("/analytics/data.json").json()["summary"]["interactions"] == 7
+        assert http.get("/export").status_code == 200
