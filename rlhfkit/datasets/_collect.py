@@ -30,18 +30,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, NamedTuple
 
-from .._models import (
-    BinaryData,
-    BinaryFeedback,
-    ComparativeData,
-    Feedback,
-    InteractionFilter,
-    MultiDimensionalData,
-    RatingData,
-    Sentiment,
-    TextData,
-)
 from ..storage.base import Storage
+from ._sources import FeedbackRow, iter_interaction_rows
 
 __all__ = [
     "SIGNALS",
@@ -57,12 +47,12 @@ __all__ = [
 SIGNALS = ("rating", "binary", "multi_dimensional", "text")
 """The score signals, in the order of the SignalTable columns."""
 RATING, BINARY, MULTI, TEXT = range(len(SIGNALS))
+_SIGNAL_OF = {"rating": RATING, "binary": BINARY, "multi_dimensional": MULTI, "text": TEXT}
 
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(stage, done, total)``: called as a long export advances (total may be None)."""
 
 _CHUNK_IDS = 500
-_SKIP_ROLES = {"tool", "function"}
 
 
 class Judgements(NamedTuple):
@@ -120,40 +110,36 @@ class SignalTable:
             self.neg.append(0)
         return i
 
-    def add(self, feedback: Feedback) -> None:
+    def add(self, row: FeedbackRow) -> None:
         """Fold one feedback into the table."""
         self.feedback_read += 1
-        data = feedback.data
-        self.by_type[data.type] += 1
-        if isinstance(data, ComparativeData):
-            preferred = self.idx(data.preferred_id)
-            margin = 1.0 if data.confidence is None else data.confidence
-            for alt in data.alternative_ids:
+        kind = row.type
+        self.by_type[kind] += 1
+        if kind == "comparative":
+            data = row.data or {}
+            preferred = self.idx(data["preferred_id"])
+            confidence = data.get("confidence")
+            margin = 1.0 if confidence is None else float(confidence)
+            for alt in data["alternative_ids"]:
                 self.cmp_pref.append(preferred)
                 self.cmp_alt.append(self.idx(alt))
                 self.cmp_margin.append(margin)
             return
-        if isinstance(data, BinaryData):
-            signal, value = BINARY, 1.0 if data.value == BinaryFeedback.THUMBS_UP else 0.0
-            positive = value == 1.0
-        elif isinstance(data, RatingData):
-            signal, value = RATING, data.normalized
-            positive = value >= self.rating_threshold
-        elif isinstance(data, MultiDimensionalData):
-            signal, value = MULTI, data.weighted_score / data.max_score
-            positive = value >= self.rating_threshold
-        elif isinstance(data, TextData):
+        value = row.score
+        if kind == "text":
             if not self.use_text_sentiment:
                 self.unused["text comment (use_text_sentiment is off)"] += 1
                 return
-            if data.sentiment not in (Sentiment.POSITIVE, Sentiment.NEGATIVE):
+            if row.sentiment not in ("positive", "negative"):
                 self.unused["text comment without positive or negative sentiment"] += 1
                 return
-            positive = data.sentiment == Sentiment.POSITIVE
-            signal, value = TEXT, 1.0 if positive else 0.0
-        else:  # pragma: no cover - the model has five kinds
+            value = 1.0 if row.sentiment == "positive" else 0.0
+        signal = _SIGNAL_OF.get(kind)
+        if signal is None or value is None:
+            self.unused[f"unreadable {kind} feedback"] += 1
             return
-        i = self.idx(feedback.interaction_id)
+        positive = value >= (0.5 if signal in (BINARY, TEXT) else self.rating_threshold)
+        i = self.idx(row.interaction_id)
         self.sums[signal][i] += value
         self.counts[signal][i] += 1
         if positive:
@@ -183,7 +169,8 @@ class InteractionIndex:
         self.test = array("b", bytes(size))
         self.state = array("b", bytes(size))
         self.offset = array("q", bytes(8 * size)) if keep_text else array("q")
-        self.length = array("I", bytes(4 * size)) if keep_text else array("I")
+        # Byte lengths of the context (JSON), prompt and response stored at offset.
+        self.lengths = [array("I", bytes(4 * size)) if keep_text else array("I") for _ in range(3)]
         self.models: list[str | None] = []
         self._model_codes: dict[str | None, int] = {}
         self.skipped: Counter[str] = Counter()
@@ -207,49 +194,58 @@ class InteractionIndex:
         total = len(wanted)
         salt = f"{seed}\x00".encode()
         cut = int(test_fraction * 2**64)
+        # Hot loop over up to millions of rows: names bound locally on purpose.
+        sha256, norm, from_bytes = hashlib.sha256, normalise_text, int.from_bytes
+        group, response, model, time, test, state = self.group, self.response, self.model, self.time, self.test, self.state
+        store, offset, (ctx_len, prompt_len, response_len) = self._store, self.offset, self.lengths
+        usable = self.USABLE
+        end = self._end
         for start in range(0, total, _CHUNK_IDS):
             chunk = wanted[start : start + _CHUNK_IDS]
             by_id = {ids[i]: i for i in chunk}
-            for interaction in storage.iter_interactions(InteractionFilter(ids=list(by_id))):
-                i = by_id.pop(interaction.id, None)
+            for row in iter_interaction_rows(storage, list(by_id)):
+                i = by_id.pop(row.id, None)
                 if i is None:
                     continue
                 self.read += 1
-                reason = _unusable(interaction.response, interaction.error is not None, interaction.incomplete)
+                reason = _unusable(row.response, row.failed, row.incomplete)
                 if reason is not None:
-                    self.state[i] = self.SKIPPED
+                    state[i] = self.SKIPPED
                     self.skipped[reason] += 1
                     continue
-                context = [
-                    ("system" if m.role == "developer" else m.role, m.content)
-                    for m in interaction.context
-                    if m.role not in _SKIP_ROLES and m.content.strip()
-                ]
-                key_text = "\x1e".join(f"{role}\x1f{normalise_text(text)}" for role, text in context)
-                digest = hashlib.sha256(f"{key_text}\x1euser\x1f{normalise_text(interaction.prompt)}".encode()).digest()
-                self.group[i] = int.from_bytes(digest[:8])
-                self.test[i] = int.from_bytes(hashlib.sha256(salt + digest).digest()[:8]) < cut
-                response_digest = hashlib.sha256(normalise_text(interaction.response).encode()).digest()
-                self.response[i] = int.from_bytes(response_digest[:8])
-                self.model[i] = self._model_code(interaction.model)
-                self.time[i] = interaction.timestamp.timestamp()
-                self.state[i] = self.USABLE
-                if self._store is not None:
-                    record = json.dumps([context, interaction.prompt, interaction.response], ensure_ascii=False)
-                    encoded = record.encode()
-                    self._store.write(encoded)
-                    self.offset[i] = self._end
-                    self.length[i] = len(encoded)
-                    self._end += len(encoded)
+                context = row.context
+                if context:
+                    key_text = "\x1e".join(f"{role}\x1f{norm(text)}" for role, text in context)
+                    digest = sha256(f"{key_text}\x1euser\x1f{norm(row.prompt)}".encode()).digest()
+                else:
+                    digest = sha256(f"\x1euser\x1f{norm(row.prompt)}".encode()).digest()
+                group[i] = key = from_bytes(digest[:8])
+                test[i] = from_bytes(sha256(salt + key.to_bytes(8)).digest()[:8]) < cut
+                response[i] = from_bytes(sha256(norm(row.response).encode()).digest()[:8])
+                model[i] = self._model_code(row.model)
+                time[i] = row.timestamp
+                state[i] = usable
+                if store is not None:
+                    offset[i] = end
+                    encoded_ctx = _encode_context(context).encode() if context else b""
+                    encoded_prompt, encoded_response = row.prompt.encode(), row.response.encode()
+                    store.write(encoded_ctx + encoded_prompt + encoded_response)
+                    ctx_len[i], prompt_len[i], response_len[i] = (
+                        len(encoded_ctx), len(encoded_prompt), len(encoded_response)
+                    )  # fmt: skip
+                    end += ctx_len[i] + prompt_len[i] + response_len[i]
             for i in by_id.values():
-                self.state[i] = self.SKIPPED
+                state[i] = self.SKIPPED
                 self.skipped["interaction not found"] += 1
             if progress is not None:
                 progress("interactions", min(start + _CHUNK_IDS, total), total)
+        self._end = end
 
     def _model_code(self, model: str | None) -> int:
         code = self._model_codes.get(model)
         if code is None:
+            if len(self.models) >= 2**31 - 1:  # pragma: no cover - array("i") bound
+                raise OverflowError("too many distinct models")
             code = self._model_codes[model] = len(self.models)
             self.models.append(model)
         return code
@@ -267,15 +263,20 @@ class InteractionIndex:
         """``(context, prompt, response)`` of interaction ``i``; needs ``keep_text``."""
         if self._store is None:
             raise RuntimeError("this index was built without keep_text")
+        lc, lp, lr = self.lengths[0][i], self.lengths[1][i], self.lengths[2][i]
         self._store.seek(self.offset[i])
-        context, prompt, response = json.loads(self._store.read(self.length[i]))
-        return [(role, content) for role, content in context], prompt, response
+        raw = self._store.read(lc + lp + lr)
+        context = [(role, content) for role, content in json.loads(raw[:lc])] if lc else []
+        return context, raw[lc : lc + lp].decode(), raw[lc + lp :].decode()
 
     def close(self) -> None:
         """Delete the temporary text store."""
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+_encode_context = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _unusable(response: str, failed: bool, incomplete: bool) -> str | None:

@@ -20,6 +20,7 @@ from . import _collect, _pairs, _preference, _reward, _sft, _unpaired
 from ._card import write_card
 from ._collect import InteractionIndex, Judgements, Progress, SignalTable
 from ._format import Build, Options
+from ._sources import iter_feedback_rows
 from ._writers import SPLITS, SplitWriter
 
 __all__ = ["DatasetKind", "DatasetSummary", "export_dataset"]
@@ -174,9 +175,12 @@ def export_dataset(
     ``rlhfkit[parquet]``). Scores are normalised to 0..1 before ``min_margin``
     (score difference that makes a pair) and ``rating_threshold`` (score that
     counts as a positive vote) apply. ``filter`` selects the feedback
-    (time range, model, user, types ...). The split is by prompt: the sha256 of
-    the normalised prompt and context, salted with ``seed``, puts about
-    ``test_fraction`` of the prompts in ``test``, and never one prompt in both.
+    (time range, model, user, types ...). The split is by prompt: a prompt's key
+    is the first 8 bytes of the sha256 of its normalised context and text; it
+    is in ``test`` when the sha256 of ``f"{seed}\\x00"`` + key, read as a 64-bit
+    number, falls below ``test_fraction`` of 2**64. So about ``test_fraction``
+    of the prompts go to ``test``, the same ones on every run, never one prompt
+    in both splits.
     ``progress(stage, done, total)`` is called as the export advances.
 
     An empty selection is not an error: the summary (and the card, and a
@@ -203,7 +207,7 @@ def export_dataset(
     writer = SplitWriter(directory, options.kind, options.format, module.columns(options))
 
     table = SignalTable(rating_threshold=options.rating_threshold, use_text_sentiment=options.use_text_sentiment)
-    for n, feedback in enumerate(storage.iter_feedback(filter or FeedbackFilter()), 1):
+    for n, feedback in enumerate(iter_feedback_rows(storage, filter or FeedbackFilter()), 1):
         table.add(feedback)
         if progress is not None and n % 10_000 == 0:
             progress("feedback", n, None)
@@ -212,8 +216,9 @@ def export_dataset(
 
     index = InteractionIndex(len(table), keep_text=True)
     build = Build(options, table, index, progress)
-    models: Counter[str] = Counter()
-    first = last = None
+    model_codes: Counter[int] = Counter()
+    times = index.time
+    first, last = float("inf"), float("-inf")
     try:
         wanted = module.positions(build)
         if len(wanted) < len(table):
@@ -223,10 +228,12 @@ def export_dataset(
         for n, (in_test, row, used) in enumerate(module.rows(build, wanted), 1):
             writer.write(SPLITS[1] if in_test else SPLITS[0], row)
             for i in used:
-                models[index.model_name(i) or "unknown"] += 1
-                t = index.time[i]
-                first = t if first is None or t < first else first
-                last = t if last is None or t > last else last
+                model_codes[index.model[i]] += 1
+                t = times[i]
+                if t < first:
+                    first = t
+                if t > last:
+                    last = t
             if progress is not None and n % 1_000 == 0:
                 progress("examples", n, None)
         files = writer.close()
@@ -254,9 +261,9 @@ def export_dataset(
         feedback_read=table.feedback_read,
         interactions_read=index.read,
         options=_describe(options),
-        start_time=None if first is None else datetime.fromtimestamp(first, UTC),
-        end_time=None if last is None else datetime.fromtimestamp(last, UTC),
-        models=dict(models),
+        start_time=None if first > last else datetime.fromtimestamp(first, UTC),
+        end_time=None if first > last else datetime.fromtimestamp(last, UTC),
+        models=dict(_by_name(index, model_codes)),
     )
     summary.message = _message(summary)
     summary.card = str(write_card(directory, summary.model_dump(mode="json"), _rules(options.kind)))
@@ -265,6 +272,13 @@ def export_dataset(
     else:
         logger.info("%s", summary.message)
     return summary
+
+
+def _by_name(index: InteractionIndex, codes: Counter[int]) -> Counter[str]:
+    named: Counter[str] = Counter()
+    for code, n in codes.items():
+        named[index.models[code] or "unknown"] += n
+    return named
 
 
 def _describe(options: Options) -> dict[str, Any]:

@@ -65,7 +65,8 @@ class PairBuilder:
         self.index = index
         self.min_margin = min_margin
         self.max_pairs = max_pairs_per_prompt
-        self.signals = tuple(signals)
+        # Signals nobody used cost nothing per prompt.
+        self.signals = tuple(s for s in signals if any(table.counts[s]))
         self.counts: Counter[str] = Counter()
         """What happened to candidate pairs: resolved contradictions, ties, caps, ..."""
         self._comparisons: dict[int, list[int]] = defaultdict(list)
@@ -86,17 +87,25 @@ class PairBuilder:
             if comparisons:
                 self.counts["comparison of identical responses"] += len(comparisons)
             return []
-        cand_of = {i: c for c, members in enumerate(candidates) for i in members}
+        signals = self.signals
+        sums, counts = table.sums, table.counts
+        if not comparisons and len(signals) == 1 and all(len(m) == 1 for m in candidates):
+            return self._one_signal(candidates, signals[0])
         means: list[list[float | None]] = []
         for members in candidates:
-            row: list[float | None] = []
-            for s in range(len(SIGNALS)):
-                n = sum(table.counts[s][i] for i in members) if s in self.signals else 0
-                row.append(sum(table.sums[s][i] for i in members) / n if n else None)
+            row: list[float | None] = [None] * len(SIGNALS)
+            for s in signals:
+                if len(members) == 1:
+                    n, total = counts[s][members[0]], sums[s][members[0]]
+                else:
+                    n, total = sum(counts[s][i] for i in members), sum(sums[s][i] for i in members)
+                if n:
+                    row[s] = total / n
             means.append(row)
 
         # comparative votes: (a, b) with a < b -> [votes a, votes b, margin sum a, margin sum b]
         votes: dict[tuple[int, int], list[float]] = {}
+        cand_of = {i: c for c, members in enumerate(candidates) for i in members} if comparisons else {}
         for k in comparisons:
             a, b = cand_of[table.cmp_pref[k]], cand_of[table.cmp_alt[k]]
             if a == b:
@@ -111,7 +120,7 @@ class PairBuilder:
 
         wanted = set(votes)
         capped = False
-        for s in self.signals:
+        for s in signals:
             scored = sorted(((m[s], c) for c, m in enumerate(means) if m[s] is not None), key=lambda t: (-t[0], t[1]))
             found, cut = _widest_pairs([v for v, _ in scored], self.min_margin, self.max_pairs)
             capped = capped or cut
@@ -123,7 +132,7 @@ class PairBuilder:
         for key in wanted:
             tally = votes.get(key) or [0, 0, 0.0, 0.0]
             a, b = key
-            for s in self.signals:
+            for s in signals:
                 va, vb = means[a][s], means[b][s]
                 if va is None or vb is None:
                     continue
@@ -143,6 +152,21 @@ class PairBuilder:
             resolved.append(
                 Pair(candidates[win][0], candidates[lose][0], msum / w_for, w_for, w_against, key in compared)
             )
+        return self._finish(resolved, capped)
+
+    def _one_signal(self, candidates: list[list[int]], s: int) -> list[Pair]:
+        """The common case (one signal, no comparisons, no duplicates): pairs straight from the scores."""
+        sums, counts = self.table.sums[s], self.table.counts[s]
+        scored = sorted(
+            ((sums[m[0]] / counts[m[0]], m[0]) for m in candidates if counts[m[0]]), key=lambda t: (-t[0], t[1])
+        )
+        found, capped = _widest_pairs([v for v, _ in scored], self.min_margin, self.max_pairs)
+        resolved = [
+            Pair(scored[hi][1], scored[lo][1], scored[hi][0] - scored[lo][0], 1, 0, False) for hi, lo in found
+        ]
+        return self._finish(resolved, capped)
+
+    def _finish(self, resolved: list[Pair], capped: bool) -> list[Pair]:
         resolved.sort(key=lambda p: (-p.margin, p.votes_against - p.votes_for, p.chosen, p.rejected))
         if self.max_pairs is not None and len(resolved) > self.max_pairs:
             capped = True
@@ -159,6 +183,19 @@ def _widest_pairs(values: list[float], min_margin: float, limit: int | None) -> 
     n = len(values)
     if n < 2:
         return [], False
+    if n <= 12:  # small groups: enumerate, cheaper than the heap
+        floor = max(_EPS, min_margin - _EPS)
+        found = sorted(
+            (
+                (values[i] - values[j], i, j)
+                for i in range(n)
+                for j in range(i + 1, n)
+                if values[i] - values[j] >= floor and values[i] - values[j] > _EPS
+            ),
+            key=lambda t: (-t[0], t[1], -t[2]),
+        )
+        cut = limit is not None and len(found) > limit
+        return [(i, j) for _, i, j in (found[:limit] if cut else found)], cut
     out: list[tuple[int, int]] = []
     heap = [(-(values[0] - values[n - 1]), 0, n - 1)]
     seen = {(0, n - 1)}

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +37,7 @@ class SplitWriter:
         self._parquet: dict[str, Any] = {}
         self._buffers: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
         self._schema: Any = None
+        self._encode = _line_encoder(columns)
         if fmt == "parquet":
             pa = require("pyarrow", "parquet")
             self._schema = pa.schema([(name, _arrow_type(pa, tag)) for name, tag in columns.items()])
@@ -54,7 +56,7 @@ class SplitWriter:
             out = self._jsonl.get(split)
             if out is None:
                 out = self._jsonl[split] = open(self._tmp(split), "w", encoding="utf-8")  # noqa: SIM115
-            out.write(json.dumps(row, ensure_ascii=False))
+            out.write(self._encode(row))
             out.write("\n")
         else:
             buffer = self._buffers[split]
@@ -115,6 +117,35 @@ class SplitWriter:
                 pass
         for split in SPLITS:
             self._tmp(split).unlink(missing_ok=True)
+
+
+def _line_encoder(columns: dict[str, str]) -> Callable[[dict[str, Any]], str]:
+    """A function writing a row as one JSON object, the same text as ``json.dumps(row, ensure_ascii=False)``.
+
+    Rows have a fixed layout, so composing the object from escaped strings is
+    several times faster than the generic encoder, which matters for millions of rows.
+    """
+    escape = encode_basestring
+
+    def messages(value: list[dict[str, str]]) -> str:
+        return "[" + ", ".join(f'{{"role": {escape(m["role"])}, "content": {escape(m["content"])}}}' for m in value) + "]"
+
+    def number(value: float) -> str:
+        return json.dumps(float(value))
+
+    encoders: dict[str, Callable[[Any], str]] = {
+        TEXT: escape,
+        MESSAGES: messages,
+        BOOL: lambda value: "true" if value else "false",
+        FLOAT: number,
+        INPUT: lambda value: f'{{"messages": {messages(value["messages"])}}}',
+    }
+    parts = [(name, f"{escape(name)}: ", encoders[tag]) for name, tag in columns.items()]
+
+    def encode(row: dict[str, Any]) -> str:
+        return "{" + ", ".join(prefix + enc(row[name]) for name, prefix, enc in parts) + "}"
+
+    return encode
 
 
 def _arrow_type(pa: Any, tag: str) -> Any:

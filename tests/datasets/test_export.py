@@ -117,7 +117,7 @@ def test_split_is_by_prompt_deterministic_and_disjoint(memory: Storage, rec: Rec
 
 
 def test_split_follows_the_documented_prompt_hash(memory: Storage, rec: Recorder, tmp_path: Path) -> None:
-    """A prompt is in test when sha256(seed, sha256(normalised context + prompt)) falls below test_fraction."""
+    """A prompt is in test when sha256(seed, prompt key) falls below test_fraction (key: sha256 of context + prompt)."""
     prompts = [f"q{n}" for n in range(40)]
     for prompt in prompts:
         rec.thumb(rec.ask(prompt, "a"), True)
@@ -125,8 +125,8 @@ def test_split_follows_the_documented_prompt_hash(memory: Storage, rec: Recorder
     summary = export_dataset(memory, "sft", tmp_path, test_fraction=0.5, seed="s")
 
     def in_test(prompt: str) -> bool:
-        digest = hashlib.sha256(f"\x1euser\x1f{prompt}".encode()).digest()
-        return int.from_bytes(hashlib.sha256(b"s\x00" + digest).digest()[:8]) < int(0.5 * 2**64)
+        key = hashlib.sha256(f"\x1euser\x1f{prompt}".encode()).digest()[:8]
+        return int.from_bytes(hashlib.sha256(b"s\x00" + key).digest()[:8]) < int(0.5 * 2**64)
 
     assert {r["prompt"] for r in _rows(summary, "test")} == {p for p in prompts if in_test(p)}
 
