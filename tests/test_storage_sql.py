@@ -27,6 +27,10 @@ EXPECTED_SCHEMA = {
         "rating_value", "max_rating", "sentiment", "data", "metadata",
     ],
     "feedback_targets": ["project", "feedback_id", "interaction_id", "role", "timestamp"],
+    "feedback_dimensions": ["project", "feedback_id", "dimension", "score", "timestamp"],
+    "feedback_pairs": [
+        "project", "feedback_id", "preferred_id", "alternative_id", "timestamp", "preferred_model", "alternative_model",
+    ],
     "sessions": ["project", "id", "user_id", "start_time", "end_time", "interaction_ids", "feedback_ids", "metadata"],
     "api_keys": ["id", "project", "name", "key_hash", "write_only", "created_at", "revoked_at"],
     "schema_migrations": ["version", "name", "applied_at"],
@@ -35,7 +39,7 @@ EXPECTED_SCHEMA = {
 EXPECTED_INDEXES = {
     "interactions": {
         "ix_interactions_project_timestamp": ["project", "timestamp"],
-        "ix_interactions_project_model_timestamp": ["project", "model", "timestamp"],
+        "ix_interactions_project_model_timestamp_latency": ["project", "model", "timestamp", "latency"],
         "ix_interactions_project_session": ["project", "session_id"],
         "ix_interactions_project_user": ["project", "user_id"],
     },
@@ -43,8 +47,18 @@ EXPECTED_INDEXES = {
         "ix_feedback_project_interaction": ["project", "interaction_id"],
         "ix_feedback_project_type_timestamp": ["project", "type", "timestamp"],
         "ix_feedback_project_timestamp": ["project", "timestamp"],
+        "ix_feedback_project_stats": ["project", "type", "model", "sentiment", "timestamp", "value"],
+        "ix_feedback_project_type_value": ["project", "type", "value", "timestamp"],
     },
     "feedback_targets": {"ix_feedback_targets_project_interaction": ["project", "interaction_id", "timestamp"]},
+    "feedback_dimensions": {
+        "ix_feedback_dimensions_project_dimension": ["project", "dimension", "timestamp", "score"],
+    },
+    "feedback_pairs": {
+        "ix_feedback_pairs_project_timestamp": [
+            "project", "timestamp", "preferred_model", "alternative_model", "preferred_id", "alternative_id",
+        ],
+    },
 }
 
 
@@ -77,11 +91,11 @@ def _schema(storage: SQLStorage) -> tuple[dict[str, list[str]], dict[str, dict[s
 
 
 def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
-    """A new SQLite database gets exactly these tables, columns and indexes, and records migration 1."""
+    """A new SQLite database gets exactly these tables, columns and indexes, and records every migration."""
     import sqlalchemy as sa
 
     storage = SQLStorage(f"sqlite:///{tmp_path / 'new.db'}")
-    assert storage.upgrade() == [1]
+    assert storage.upgrade() == [1, 2]
     assert storage.upgrade() == []
     assert sorted(sa.inspect(storage.engine).get_table_names()) == sorted(EXPECTED_SCHEMA)
     tables, indexes = _schema(storage)
@@ -89,7 +103,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     assert indexes == EXPECTED_INDEXES
     with storage.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT version, name FROM schema_migrations").all()
-    assert rows == [(1, "initial")]
+    assert rows == [(1, "initial"), (2, "stats_tables")]
     storage.close()
 
 
@@ -266,7 +280,7 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     first = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
     assert first.exit_code == 0, first.output
-    assert "applied migrations: 001" in first.output
+    assert "applied migrations: 001, 002" in first.output
     again = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
     assert "up to date" in again.output
     status = CliRunner().invoke(app, ["db", "status", "--db", url])

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _sql_schema as schema
 
-__all__ = ["MIGRATIONS", "applied_versions", "m001_initial", "upgrade"]
+__all__ = ["MIGRATIONS", "applied_versions", "m001_initial", "m002_stats_tables", "upgrade"]
 
 logger = logging.getLogger("rlhfkit.storage.sql")
 
@@ -29,13 +29,61 @@ _PG_LOCK_KEY = 0x726C68666B6974
 
 
 def m001_initial(connection: Any) -> None:
-    """Create interactions, feedback, feedback_targets, sessions and api_keys with their indexes."""
+    """Create interactions, feedback, feedback_targets, sessions and api_keys with their indexes.
+
+    The tables are created as :mod:`._sql_schema` declares them now, so on a new
+    database the later migrations find their work done: each checks what exists.
+    """
     tables = [schema.interactions, schema.feedback, schema.feedback_targets, schema.sessions, schema.api_keys]
     schema.metadata.create_all(connection, tables=tables, checkfirst=True)
 
 
+def m002_stats_tables(connection: Any) -> None:
+    """Tables and covering indexes that let feedback_stats aggregate without reading whole rows.
+
+    Adds ``feedback_dimensions`` and ``feedback_pairs`` (filled from the feedback
+    already stored), replaces the (project, model, timestamp) index of
+    interactions by one that also covers latency, and adds two feedback indexes.
+    """
+    inspector = sa.inspect(connection)
+    if "ix_interactions_project_model_timestamp" in {i["name"] for i in inspector.get_indexes("interactions")}:
+        connection.execute(sa.text("DROP INDEX ix_interactions_project_model_timestamp"))
+    for table, names in (
+        (schema.interactions, {"ix_interactions_project_model_timestamp_latency"}),
+        (schema.feedback, {"ix_feedback_project_stats", "ix_feedback_project_type_value"}),
+    ):
+        existing = {i["name"] for i in sa.inspect(connection).get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name in names and index.name not in existing:
+                index.create(connection)
+    schema.metadata.create_all(connection, tables=[schema.feedback_dimensions, schema.feedback_pairs], checkfirst=True)
+    postgres = connection.dialect.name == "postgresql"
+    ignore, conflict = ("", " ON CONFLICT DO NOTHING") if postgres else (" OR IGNORE", "")
+    if postgres:
+        dimensions = "jsonb_each_text(f.data -> 'dimensions') AS d"
+        score = "CAST(d.value AS DOUBLE PRECISION)"
+    else:
+        dimensions, score = "json_each(f.data, '$.dimensions') AS d", "d.value"
+    connection.execute(sa.text(
+        f"INSERT{ignore} INTO feedback_dimensions (project, feedback_id, dimension, score, timestamp) "
+        f"SELECT f.project, f.id, d.key, {score}, f.timestamp FROM feedback AS f, {dimensions} "
+        f"WHERE f.type = 'multi_dimensional'{conflict}"
+    ))  # fmt: skip
+    connection.execute(sa.text(
+        f"INSERT{ignore} INTO feedback_pairs (project, feedback_id, preferred_id, alternative_id, timestamp, "
+        "preferred_model, alternative_model) "
+        "SELECT p.project, p.feedback_id, p.interaction_id, a.interaction_id, p.timestamp, ip.model, ia.model "
+        "FROM feedback_targets AS p JOIN feedback_targets AS a ON a.project = p.project "
+        "AND a.feedback_id = p.feedback_id AND a.role = 'alternative' "
+        "LEFT JOIN interactions AS ip ON ip.project = p.project AND ip.id = p.interaction_id "
+        "LEFT JOIN interactions AS ia ON ia.project = a.project AND ia.id = a.interaction_id "
+        f"WHERE p.role = 'preferred'{conflict}"
+    ))  # fmt: skip
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (1, "initial", m001_initial),
+    (2, "stats_tables", m002_stats_tables),
 ]
 """(version, name, function), in the order they run."""
 

@@ -40,6 +40,8 @@ FEEDBACK_COLUMNS = (
     "value", "rating_value", "max_rating", "sentiment", "data", "metadata",
 )  # fmt: skip
 TARGET_COLUMNS = ("project", "feedback_id", "interaction_id", "role", "timestamp")
+DIMENSION_COLUMNS = ("project", "feedback_id", "dimension", "score", "timestamp")
+PAIR_COLUMNS = ("project", "feedback_id", "preferred_id", "alternative_id", "timestamp")
 
 _INTERACTION_IN_COLUMNS = {
     "id", "timestamp", "model", "provider", "user_id", "session_id", "latency", "prompt", "response", "feedback_ids",
@@ -115,6 +117,22 @@ def target_rows(project: str, f: Feedback) -> list[tuple[Any, ...]]:
                 role = "alternative"
         rows.append((project, f.id, interaction_id, role, ts))
     return rows
+
+
+def dimension_rows(project: str, f: Feedback) -> list[tuple[Any, ...]]:
+    """The feedback_dimensions rows of a multi-dimensional feedback (none for other types)."""
+    if not isinstance(f.data, MultiDimensionalData):
+        return []
+    ts = to_micros(f.timestamp)
+    return [(project, f.id, name, score, ts) for name, score in f.data.dimensions.items()]
+
+
+def pair_rows(project: str, f: Feedback) -> list[tuple[Any, ...]]:
+    """The feedback_pairs rows of a comparison, one per alternative (none for other types)."""
+    if not isinstance(f.data, ComparativeData):
+        return []
+    ts = to_micros(f.timestamp)
+    return [(project, f.id, f.data.preferred_id, alternative, ts) for alternative in f.data.alternative_ids]
 
 
 def session_values(project: str, s: FeedbackSession) -> dict[str, Any]:

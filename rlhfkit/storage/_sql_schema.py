@@ -27,6 +27,8 @@ from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402
 __all__ = [
     "api_keys",
     "feedback",
+    "feedback_dimensions",
+    "feedback_pairs",
     "feedback_targets",
     "from_micros",
     "interactions",
@@ -81,7 +83,8 @@ interactions = sa.Table(
     sa.Column("doc", JSONType, nullable=False),
     sa.PrimaryKeyConstraint("project", "id", name="pk_interactions"),
     sa.Index("ix_interactions_project_timestamp", "project", "timestamp"),
-    sa.Index("ix_interactions_project_model_timestamp", "project", "model", "timestamp"),
+    # Covers the per-model count and latency of feedback_stats (an index-only scan).
+    sa.Index("ix_interactions_project_model_timestamp_latency", "project", "model", "timestamp", "latency"),
     sa.Index("ix_interactions_project_session", "project", "session_id"),
     sa.Index("ix_interactions_project_user", "project", "user_id"),
 )
@@ -109,6 +112,9 @@ feedback = sa.Table(
     sa.Index("ix_feedback_project_interaction", "project", "interaction_id"),
     sa.Index("ix_feedback_project_type_timestamp", "project", "type", "timestamp"),
     sa.Index("ix_feedback_project_timestamp", "project", "timestamp"),
+    # Cover the grouped counts of feedback_stats, and the rating median (rows in value order).
+    sa.Index("ix_feedback_project_stats", "project", "type", "model", "sentiment", "timestamp", "value"),
+    sa.Index("ix_feedback_project_type_value", "project", "type", "value", "timestamp"),
 )
 """One row per feedback.
 
@@ -132,6 +138,37 @@ feedback_targets = sa.Table(
 """Every interaction a feedback is about: ``role`` is ``subject`` (its
 interaction_id), ``preferred`` or ``alternative`` (comparisons); ``timestamp``
 is the feedback's."""
+
+feedback_dimensions = sa.Table(
+    "feedback_dimensions",
+    metadata,
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("feedback_id", sa.String(200), nullable=False),
+    sa.Column("dimension", sa.String(200), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("project", "feedback_id", "dimension", name="pk_feedback_dimensions"),
+    sa.Index("ix_feedback_dimensions_project_dimension", "project", "dimension", "timestamp", "score"),
+)
+"""One row per dimension of a multi-dimensional feedback, so that averages are SQL aggregates."""
+
+feedback_pairs = sa.Table(
+    "feedback_pairs",
+    metadata,
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("feedback_id", sa.String(200), nullable=False),
+    sa.Column("preferred_id", sa.String(200), nullable=False),
+    sa.Column("alternative_id", sa.String(200), nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("preferred_model", sa.String(200)),
+    sa.Column("alternative_model", sa.String(200)),
+    sa.PrimaryKeyConstraint("project", "feedback_id", "alternative_id", name="pk_feedback_pairs"),
+    sa.Index(
+        "ix_feedback_pairs_project_timestamp",
+        "project", "timestamp", "preferred_model", "alternative_model", "preferred_id", "alternative_id",
+    ),  # fmt: skip
+)
+"""One row per (preferred, alternative) pair of a comparison, with both models when known at write time."""
 
 sessions = sa.Table(
     "sessions",

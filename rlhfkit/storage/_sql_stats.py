@@ -23,7 +23,7 @@ from .._models import (
     RatingStats,
     TextStats,
 )
-from ..analytics._stats import UNKNOWN_MODEL, rating_bucket
+from ..analytics._stats import UNKNOWN_MODEL
 from ..errors import ValidationError
 from . import _sql_schema as schema
 from ._sql_rows import feedback_model
@@ -62,7 +62,6 @@ def _feedback_rows(project: str, start: datetime | None, end: datetime | None, *
 def feedback_stats(connection: Any, project: str, start: datetime | None, end: datetime | None) -> FeedbackStats:
     """The :class:`FeedbackStats` of ``project`` over [start, end)."""
     i, t = schema.interactions, schema.feedback_targets
-    dialect = connection.dialect.name
     models: dict[str, ModelStats] = {}
 
     def model_stats(name: str | None) -> ModelStats:
@@ -84,15 +83,26 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
         latency_sums[stats.model] += latency_sum or 0.0
         latency_counts[stats.model] += latency_count
 
-    rows = _feedback_rows(project, start, end)
-    query = sa.select(
-        rows.c.m, rows.c.type, rows.c.sentiment, sa.func.count(), _case_sum(rows.c.value > 0), sa.func.sum(rows.c.value)
-    ).group_by(rows.c.m, rows.c.type, rows.c.sentiment)
+    f = schema.feedback
+    sums = (sa.func.count(), _case_sum(f.c.value > 0), sa.func.sum(f.c.value))
+    # Rows that know their model are grouped in index order (no sort); the others look it up.
+    known = (
+        sa.select(f.c.model, f.c.type, f.c.sentiment, *sums)
+        .where(f.c.project == project, f.c.model.is_not(None), *_window(f.c.timestamp, start, end))
+        .group_by(f.c.type, f.c.model, f.c.sentiment)
+    )
+    looked_up = feedback_model(project).label("m")
+    unknown = (
+        sa.select(looked_up, f.c.type, f.c.sentiment, *sums)
+        .where(f.c.project == project, f.c.model.is_(None), *_window(f.c.timestamp, start, end))
+        .group_by(f.c.type, sa.text("m"), f.c.sentiment)
+    )
+    grouped = [*connection.execute(known), *connection.execute(unknown)]
     by_type: dict[str, int] = defaultdict(int)
     binary, text = BinaryStats(), TextStats()
     rating_count, rating_sum, multi_count, multi_sum = 0, 0.0, 0, 0.0
     rating_by_model: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for model, type_, sentiment, count, positive, value_sum in connection.execute(query):
+    for model, type_, sentiment, count, positive, value_sum in grouped:
         stats = model_stats(model)
         stats.feedback += count
         by_type[type_] += count
@@ -125,12 +135,12 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
     if rating_count:
         rating.average = rating_sum / rating_count
         rating.median = _rating_median(connection, project, start, end, rating_count)
-        rating.distribution = _rating_distribution(connection, project, start, end, dialect)
+        rating.distribution = _rating_distribution(connection, project, start, end)
 
     multi = MultiDimensionalStats(count=multi_count)
     if multi_count:
         multi.average_weighted_score = multi_sum / multi_count
-        multi.dimension_averages = _dimension_averages(connection, project, start, end, dialect)
+        multi.dimension_averages = _dimension_averages(connection, project, start, end)
 
     with_feedback = connection.execute(
         sa.select(sa.func.count())
@@ -173,70 +183,47 @@ def _rating_median(connection: Any, project: str, start: Any, end: Any, count: i
     return 1.0 + 4.0 * sum(middle) / len(middle)
 
 
-def _rating_distribution(connection: Any, project: str, start: Any, end: Any, dialect: str) -> dict[int, int]:
+def _rating_distribution(connection: Any, project: str, start: Any, end: Any) -> dict[int, int]:
+    """Ratings per star, from the counts at or above each star (no sort, one pass over ratings)."""
     f = schema.feedback
-    on_five = 1.5 + 4 * f.c.value  # +0.5: round half up
-    star = sa.func.floor(on_five) if dialect == "postgresql" else sa.cast(on_five, sa.Integer)
+    on_five = 1 + 4 * f.c.value + 0.5  # the same arithmetic as rating_bucket: floor(x + 0.5) >= k iff x + 0.5 >= k
+    query = sa.select(sa.func.count(), *(_case_sum(on_five >= k) for k in range(2, 6))).where(
+        f.c.project == project, f.c.type == "rating", *_window(f.c.timestamp, start, end)
+    )
+    at_least = [int(n or 0) for n in connection.execute(query).one()] + [0]
+    return {k: at_least[k - 1] - at_least[k] for k in range(1, 6)}
+
+
+def _dimension_averages(connection: Any, project: str, start: Any, end: Any) -> dict[str, float]:
+    d = schema.feedback_dimensions
     query = (
-        sa.select(star.label("star"), sa.func.count())
-        .where(f.c.project == project, f.c.type == "rating", *_window(f.c.timestamp, start, end))
-        .group_by(sa.text("star"))
+        sa.select(d.c.dimension, sa.func.avg(d.c.score))
+        .where(d.c.project == project, *_window(d.c.timestamp, start, end))
+        .group_by(d.c.dimension)
+        .order_by(d.c.dimension)
     )
-    distribution = dict.fromkeys(range(1, 6), 0)
-    for star_value, count in connection.execute(query):
-        distribution[rating_bucket(float(star_value))] += count
-    return distribution
-
-
-def _dimension_averages(connection: Any, project: str, start: Any, end: Any, dialect: str) -> dict[str, float]:
-    params: dict[str, Any] = {"project": project}
-    window = ""
-    if start is not None:
-        window += " AND f.timestamp >= :start"
-        params["start"] = to_micros(start)
-    if end is not None:
-        window += " AND f.timestamp < :end"
-        params["end"] = to_micros(end)
-    if dialect == "postgresql":
-        source = "jsonb_each_text(f.data -> 'dimensions') AS d"
-        value = "CAST(d.value AS DOUBLE PRECISION)"
-    else:
-        source = "json_each(f.data, '$.dimensions') AS d"
-        value = "d.value"
-    sql = (
-        f"SELECT d.key, AVG({value}) FROM feedback AS f, {source} "
-        f"WHERE f.project = :project AND f.type = 'multi_dimensional'{window} GROUP BY d.key ORDER BY d.key"
-    )
-    return {key: float(avg) for key, avg in connection.execute(sa.text(sql), params)}
+    return {name: float(avg) for name, avg in connection.execute(query)}
 
 
 def _comparisons(connection: Any, project: str, start: Any, end: Any, count: int) -> ComparativeStats:
-    t, i = schema.feedback_targets, schema.interactions
-    preferred, alternative = t.alias("tp"), t.alias("ta")
-    winner, loser = i.alias("iw"), i.alias("il")
+    pairs, i = schema.feedback_pairs, schema.interactions
+
+    def model(column: Any, id_column: Any) -> Any:
+        lookup = sa.select(i.c.model).where(i.c.project == project, i.c.id == id_column).scalar_subquery()
+        return sa.func.coalesce(column, lookup)
+
+    won = model(pairs.c.preferred_model, pairs.c.preferred_id).label("won")
+    lost = model(pairs.c.alternative_model, pairs.c.alternative_id).label("lost")
     query = (
-        sa.select(winner.c.model, loser.c.model, sa.func.count())
-        .select_from(
-            preferred.join(
-                alternative,
-                sa.and_(
-                    alternative.c.project == preferred.c.project,
-                    alternative.c.feedback_id == preferred.c.feedback_id,
-                    alternative.c.role == "alternative",
-                ),
-            )
-            .outerjoin(winner, sa.and_(winner.c.project == project, winner.c.id == preferred.c.interaction_id))
-            .outerjoin(loser, sa.and_(loser.c.project == project, loser.c.id == alternative.c.interaction_id))
-        )
-        .where(preferred.c.project == project, preferred.c.role == "preferred",
-               *_window(preferred.c.timestamp, start, end))
-        .group_by(winner.c.model, loser.c.model)
-    )  # fmt: skip
+        sa.select(won, lost, sa.func.count())
+        .where(pairs.c.project == project, *_window(pairs.c.timestamp, start, end))
+        .group_by(sa.text("won"), sa.text("lost"))
+    )
     stats = ComparativeStats(count=count)
-    for won, lost, pairs in connection.execute(query):
-        won, lost = won or UNKNOWN_MODEL, lost or UNKNOWN_MODEL
-        stats.wins_by_model[won] = stats.wins_by_model.get(won, 0) + pairs
-        stats.losses_by_model[lost] = stats.losses_by_model.get(lost, 0) + pairs
+    for winner, loser, n in connection.execute(query):
+        winner, loser = winner or UNKNOWN_MODEL, loser or UNKNOWN_MODEL
+        stats.wins_by_model[winner] = stats.wins_by_model.get(winner, 0) + n
+        stats.losses_by_model[loser] = stats.losses_by_model.get(loser, 0) + n
     stats.wins_by_model = dict(sorted(stats.wins_by_model.items()))
     stats.losses_by_model = dict(sorted(stats.losses_by_model.items()))
     return stats

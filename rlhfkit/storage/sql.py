@@ -161,19 +161,28 @@ class SQLStorage:
     # ------------------------------------------------------------------ writes
 
     def write(self, batch: RecordBatch) -> None:
-        """Store the batch in one transaction; existing ids are ignored, sessions replaced."""
+        """Store the batch in one transaction; existing ids are ignored, sessions replaced.
+
+        Rows derived from a feedback (its targets, dimensions and comparison
+        pairs) are written only when the feedback itself is new, so the first
+        copy of a feedback id wins entirely.
+        """
         from . import _sql_rows as rows
 
         interactions = [rows.interaction_row(self.project, i) for i in batch.interactions]
-        feedback = [rows.feedback_row(self.project, f) for f in batch.feedback]
-        targets = [row for f in batch.feedback for row in rows.target_rows(self.project, f)]
+        feedback: list[Feedback] = []
+        seen: set[str] = set()
+        for f in batch.feedback:
+            if f.id not in seen:  # the first copy of an id wins, within a batch too
+                seen.add(f.id)
+                feedback.append(f)
         sessions = list({s.id: s for s in batch.sessions}.values())
         try:
             with self._connect(write=True) as connection:
                 if self.dialect == "postgresql":
-                    self._copy_rows(connection, interactions, feedback, targets)
+                    self._write_postgres(connection, interactions, feedback)
                 else:
-                    self._insert_rows(connection, interactions, feedback, targets)
+                    self._write_sqlite(connection, interactions, feedback)
                 if sessions:
                     self._upsert_sessions(connection, [rows.session_values(self.project, s) for s in sessions])
         except Exception as exc:
@@ -181,53 +190,104 @@ class SQLStorage:
                 raise
             raise StorageError(f"could not write {len(batch)} records: {exc}") from exc
 
-    def _insert_rows(self, connection: Any, interactions: list[Any], feedback: list[Any], targets: list[Any]) -> None:
-        from ._sql_rows import FEEDBACK_COLUMNS, INTERACTION_COLUMNS, TARGET_COLUMNS
+    def _write_sqlite(self, connection: Any, interactions: list[Any], feedback: list[Feedback]) -> None:
+        from . import _sql_rows as rows
 
         def sql(table: str, columns: Sequence[str], extra: str = "", extra_values: str = "") -> str:
             marks = ", ".join("?" * len(columns))
             return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}{extra}) VALUES ({marks}{extra_values})"
 
         if interactions:
-            connection.exec_driver_sql(sql("interactions", INTERACTION_COLUMNS), interactions)
-        if feedback:
-            lookup = ", (SELECT model FROM interactions WHERE project = ? AND id = ?)"
-            connection.exec_driver_sql(
-                sql("feedback", FEEDBACK_COLUMNS, ", model", lookup), [(*r, r[0], r[2]) for r in feedback]
+            connection.exec_driver_sql(sql("interactions", rows.INTERACTION_COLUMNS), interactions)
+        if not feedback:
+            return
+        # The write lock is held (BEGIN IMMEDIATE): what exists now cannot change before the insert.
+        existing: set[str] = set()
+        ids = [f.id for f in feedback]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found = connection.exec_driver_sql(
+                f"SELECT id FROM feedback WHERE project = ? AND id IN ({', '.join('?' * len(chunk))})",
+                (self.project, *chunk),
             )
-        if targets:
-            connection.exec_driver_sql(sql("feedback_targets", TARGET_COLUMNS), targets)
+            existing.update(r[0] for r in found)
+        new = [f for f in feedback if f.id not in existing]
+        if not new:
+            return
+        p = self.project
+        lookup = "(SELECT model FROM interactions WHERE project = ? AND id = ?)"
+        connection.exec_driver_sql(
+            sql("feedback", rows.FEEDBACK_COLUMNS, ", model", f", {lookup}"),
+            [(*rows.feedback_row(p, f), p, f.interaction_id) for f in new],
+        )
+        targets = [r for f in new for r in rows.target_rows(p, f)]
+        connection.exec_driver_sql(sql("feedback_targets", rows.TARGET_COLUMNS), targets)
+        dimensions = [r for f in new for r in rows.dimension_rows(p, f)]
+        if dimensions:
+            connection.exec_driver_sql(sql("feedback_dimensions", rows.DIMENSION_COLUMNS), dimensions)
+        pairs = [(*r, p, r[2], p, r[3]) for f in new for r in rows.pair_rows(p, f)]
+        if pairs:
+            connection.exec_driver_sql(
+                sql("feedback_pairs", rows.PAIR_COLUMNS, ", preferred_model, alternative_model", f", {lookup}, {lookup}"),
+                pairs,
+            )
 
-    def _copy_rows(self, connection: Any, interactions: list[Any], feedback: list[Any], targets: list[Any]) -> None:
-        from ._sql_rows import FEEDBACK_COLUMNS, INTERACTION_COLUMNS, TARGET_COLUMNS
+    def _write_postgres(self, connection: Any, interactions: list[Any], feedback: list[Feedback]) -> None:
+        from . import _sql_rows as rows
 
+        p = self.project
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor:
-            for table, columns, records in (
-                ("interactions", INTERACTION_COLUMNS, interactions),
-                ("feedback", FEEDBACK_COLUMNS, feedback),
-                ("feedback_targets", TARGET_COLUMNS, targets),
-            ):
-                if not records:
-                    continue
+
+            def copy(table: str, columns: Sequence[str], records: list[Any], insert: str) -> list[Any]:
+                """COPY records into a temporary twin of ``table``, then run ``insert`` (which reads ``t``)."""
                 temp = f"_rlhfkit_{table}"
-                names = ", ".join(columns)
                 cursor.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
                 )
-                with cursor.copy(f"COPY {temp} ({names}) FROM STDIN") as copy:
+                with cursor.copy(f"COPY {temp} ({', '.join(columns)}) FROM STDIN") as pipe:
                     for record in records:
-                        copy.write_row(record)
-                if table == "feedback":
-                    picked = ", ".join(f"t.{c}" for c in columns)
-                    cursor.execute(
-                        f"INSERT INTO feedback ({names}, model) SELECT {picked}, i.model FROM {temp} t "
-                        "LEFT JOIN interactions i ON i.project = t.project AND i.id = t.interaction_id "
-                        "ON CONFLICT DO NOTHING"
-                    )
-                else:
-                    cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {temp} ON CONFLICT DO NOTHING")
+                        pipe.write_row(record)
+                cursor.execute(insert.format(temp=temp, names=", ".join(columns)))
+                returned = cursor.fetchall() if cursor.description else []
                 cursor.execute(f"TRUNCATE {temp}")
+                return returned
+
+            plain = "INSERT INTO {table} ({{names}}) SELECT {{names}} FROM {{temp}} t ON CONFLICT DO NOTHING"
+            if interactions:
+                copy("interactions", rows.INTERACTION_COLUMNS, interactions, plain.format(table="interactions"))
+            if not feedback:
+                return
+            picked = ", ".join(f"t.{c}" for c in rows.FEEDBACK_COLUMNS)
+            inserted = copy(
+                "feedback",
+                rows.FEEDBACK_COLUMNS,
+                [rows.feedback_row(p, f) for f in feedback],
+                f"INSERT INTO feedback ({{names}}, model) SELECT {picked}, i.model FROM {{temp}} t "
+                "LEFT JOIN interactions i ON i.project = t.project AND i.id = t.interaction_id "
+                "ON CONFLICT DO NOTHING RETURNING id",
+            )
+            new_ids = {r[0] for r in inserted}
+            new = [f for f in feedback if f.id in new_ids]
+            targets = [r for f in new for r in rows.target_rows(p, f)]
+            if targets:
+                copy("feedback_targets", rows.TARGET_COLUMNS, targets, plain.format(table="feedback_targets"))
+            dimensions = [r for f in new for r in rows.dimension_rows(p, f)]
+            if dimensions:
+                copy("feedback_dimensions", rows.DIMENSION_COLUMNS, dimensions, plain.format(table="feedback_dimensions"))
+            pairs = [r for f in new for r in rows.pair_rows(p, f)]
+            if pairs:
+                picked = ", ".join(f"t.{c}" for c in rows.PAIR_COLUMNS)
+                copy(
+                    "feedback_pairs",
+                    rows.PAIR_COLUMNS,
+                    pairs,
+                    f"INSERT INTO feedback_pairs ({{names}}, preferred_model, alternative_model) "
+                    f"SELECT {picked}, ip.model, ia.model FROM {{temp}} t "
+                    "LEFT JOIN interactions ip ON ip.project = t.project AND ip.id = t.preferred_id "
+                    "LEFT JOIN interactions ia ON ia.project = t.project AND ia.id = t.alternative_id "
+                    "ON CONFLICT DO NOTHING",
+                )
 
     def _upsert_sessions(self, connection: Any, values: list[dict[str, Any]]) -> None:
         from ._sql_schema import sessions

@@ -332,12 +332,21 @@ class ZeroDBStorage:
         )
 
     def missing_interactions(self, interaction_ids: Collection[str]) -> set[str]:
-        """Those of ``interaction_ids`` that are not stored."""
+        """Those of ``interaction_ids`` that are not stored.
+
+        When ZeroDB cannot answer, nothing is reported missing (with a
+        warning): feedback is accepted and spooled rather than refused because
+        the service is down.
+        """
         wanted = set(interaction_ids)
         if not wanted:
             return set()
         self._settle()
-        return wanted - set(self._by_ids(rows_.INTERACTION, wanted))
+        try:
+            return wanted - set(self._by_ids(rows_.INTERACTION, wanted))
+        except StorageError as exc:
+            logger.warning("cannot check interaction ids against ZeroDB, accepting them: %s", exc)
+            return set()
 
     # ------------------------------------------------------------------ iteration
 
