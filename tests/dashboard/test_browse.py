@@ -19,6 +19,10 @@ def _row_ids(page: Any) -> list[str]:
     )
 
 
+def _row_times(page: Any) -> list[str]:
+    return page.locator("[data-testid=interactions-table] tbody tr[data-id] td:first-child").all_inner_texts()
+
+
 def test_sign_in_refuses_write_only_and_unknown_keys_and_sets_a_safe_cookie(page: Any, collector: Collector, output_dir: str) -> None:
     """A write-only or unknown key stays on the form with an error; a read key gets an http-only SameSite=Lax cookie; sign-out ends it."""
     page.goto("/interactions")
@@ -46,12 +50,14 @@ def test_sign_in_refuses_write_only_and_unknown_keys_and_sets_a_safe_cookie(page
 def test_table_pages_filters_and_searches_like_the_api(page: Any, collector: Collector, output_dir: str) -> None:
     """Cursor pages never repeat a row, and each filter shows exactly the interactions the /v1 API returns for it."""
     sign_in(page, collector.key)
-    first = _row_ids(page)
-    assert len(first) == 50 and first == sorted(first, reverse=True)
+    first, first_times = _row_ids(page), _row_times(page)
+    assert len(first) == 50 and first_times == sorted(first_times, reverse=True)
     _shot(page, output_dir, "interactions")
     page.get_by_test_id("older").click()
-    second = _row_ids(page)
-    assert second and not set(first) & set(second) and max(second) < min(first)
+    second, second_times = _row_ids(page), _row_times(page)
+    assert second and not set(first) & set(second) and max(second_times) <= min(first_times)
+    assert len(first) + len(second) == collector.api("/v1/stats")["total_interactions"]
+    assert page.get_by_test_id("older").count() == 0
     page.get_by_test_id("newer").click()
     assert _row_ids(page) == first
 

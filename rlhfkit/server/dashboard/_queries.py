@@ -12,7 +12,7 @@ import hashlib
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..._models import FeedbackFilter, FeedbackType, Interaction, InteractionFilter
@@ -24,9 +24,11 @@ __all__ = [
     "Page",
     "Row",
     "compared_ids",
+    "cursor_of",
     "group_key",
     "interaction_page",
     "normalise_prompt",
+    "parse_cursor",
     "prompt_groups",
 ]
 
@@ -34,6 +36,7 @@ GROUP_WINDOW = 5_000
 """How many of the newest interactions the compare page and the review queue group."""
 _SNIPPET = 240
 _CHUNK = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -75,24 +78,50 @@ def _row(i: Interaction) -> Row:
     )  # fmt: skip
 
 
+def _micros(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def cursor_of(row: Row) -> str:
+    """The cursor of a row: its time in microseconds and its id (the table's sort key)."""
+    return f"{_micros(row.timestamp)}.{row.id}"
+
+
+def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
+    """``(microseconds, id)`` of a cursor, or None when it is missing or malformed."""
+    if not cursor or len(cursor) > 240:
+        return None
+    micros, _, interaction_id = cursor.partition(".")
+    if not interaction_id or not micros.lstrip("-").isdigit() or len(micros) > 20:
+        return None
+    return int(micros), interaction_id
+
+
 def interaction_page(
     storage: Storage, flt: InteractionFilter, *, before: str | None = None, after: str | None = None, size: int = 50
 ) -> Page:
-    """Interactions matching ``flt``, newest first: the page older than ``before`` or newer than ``after``."""
+    """Interactions matching ``flt``, newest first (by time, then id): the page older than ``before`` or newer than ``after``.
+
+    ``before`` and ``after`` are cursors from a previous page (:func:`cursor_of`).
+    """
     flt = flt.model_copy(update={"limit": None, "offset": 0, "after_id": None})
+    older_than, newer_than = parse_cursor(before), parse_cursor(after)
+    if older_than is not None:
+        newer_than = None
     if _is_sql(storage):
-        rows, more = _sql_page(storage, flt, before, after, size)
+        rows, more = _sql_page(storage, flt, older_than, newer_than, size)
     else:
-        rows, more = _generic_page(storage, flt, before, after, size)
+        rows, more = _generic_page(storage, flt, older_than, newer_than, size)
     if not rows:
         return Page(rows=[])
-    if after is not None:
-        return Page(rows=rows, newer=rows[0].id if more else None, older=rows[-1].id)
-    return Page(rows=rows, newer=rows[0].id if before is not None else None, older=rows[-1].id if more else None)
+    first, last = cursor_of(rows[0]), cursor_of(rows[-1])
+    if newer_than is not None:
+        return Page(rows=rows, newer=first if more else None, older=last)
+    return Page(rows=rows, newer=first if older_than is not None else None, older=last if more else None)
 
 
 def _sql_page(
-    storage: Any, flt: InteractionFilter, before: str | None, after: str | None, size: int
+    storage: Any, flt: InteractionFilter, before: tuple[int, str] | None, after: tuple[int, str] | None, size: int
 ) -> tuple[list[Row], bool]:
     from ...storage._sql_rows import interaction_conditions, sa
     from ...storage._sql_schema import feedback_targets as t
@@ -104,12 +133,13 @@ def _sql_page(
         sa.func.substr(i.c.prompt, 1, _SNIPPET).label("prompt"),
         sa.func.substr(i.c.response, 1, _SNIPPET).label("response"),
     ).where(*interaction_conditions(storage.project, flt))  # fmt: skip
+    key = sa.tuple_(i.c.timestamp, i.c.id)
     if after is not None:
-        query = query.where(i.c.id > after).order_by(i.c.id.asc())
+        query = query.where(key > sa.tuple_(*after)).order_by(i.c.timestamp.asc(), i.c.id.asc())
     else:
         if before is not None:
-            query = query.where(i.c.id < before)
-        query = query.order_by(i.c.id.desc())
+            query = query.where(key < sa.tuple_(*before))
+        query = query.order_by(i.c.timestamp.desc(), i.c.id.desc())
     with storage._connect() as connection:
         found = connection.execute(query.limit(size + 1)).all()
         more = len(found) > size
@@ -137,21 +167,16 @@ def _sql_page(
 
 
 def _generic_page(
-    storage: Storage, flt: InteractionFilter, before: str | None, after: str | None, size: int
+    storage: Storage, flt: InteractionFilter, before: tuple[int, str] | None, after: tuple[int, str] | None, size: int
 ) -> tuple[list[Row], bool]:
+    # Time order needs every match: only for backends without a query engine (bounded in-memory ones).
+    found = sorted(storage.iter_interactions(flt), key=lambda i: (_micros(i.timestamp), i.id))
     if after is not None:
-        found = list(storage.iter_interactions(flt.model_copy(update={"after_id": after, "limit": size + 1})))
-        return [_row(i) for i in reversed(found[:size])], len(found) > size
-    # Newest first needs every match in id order: only for backends without a query engine.
-    newest: list[Interaction] = []
-    for interaction in storage.iter_interactions(flt):
-        if before is None or interaction.id < before:
-            newest.append(interaction)
-            if len(newest) > 4 * (size + 1):
-                newest = newest[-(size + 1) :]
-    newest = newest[-(size + 1) :]
-    newest.reverse()
-    return [_row(i) for i in newest[:size]], len(newest) > size
+        newer = [i for i in found if (_micros(i.timestamp), i.id) > after][: size + 1]
+        return [_row(i) for i in reversed(newer[:size])], len(newer) > size
+    older = [i for i in found if before is None or (_micros(i.timestamp), i.id) < before][-(size + 1) :]
+    older.reverse()
+    return [_row(i) for i in older[:size]], len(older) > size
 
 
 # --------------------------------------------------------------------------- same-prompt groups
