@@ -120,7 +120,9 @@ class FakeLLMServer:
 
     def start(self) -> FakeLLMServer:
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -134,7 +136,9 @@ class FakeLLMServer:
     def __enter__(self) -> FakeLLMServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # ------------------------------------------------------------------ scripting
@@ -152,16 +156,23 @@ class FakeLLMServer:
         with self._lock:
             self._script.append(
                 ScriptedReply(
-                    text=text, tool_calls=list(tool_calls or []), finish_reason=finish_reason,
-                    cached_tokens=cached_tokens, reasoning_tokens=reasoning_tokens,
+                    text=text,
+                    tool_calls=list(tool_calls or []),
+                    finish_reason=finish_reason,
+                    cached_tokens=cached_tokens,
+                    reasoning_tokens=reasoning_tokens,
                 )
             )
 
-    def queue_error(self, status: int, *, times: int = 1, retry_after_s: float = 0.01, retryable: bool | None = None) -> None:
+    def queue_error(
+        self, status: int, *, times: int = 1, retry_after_s: float = 0.01, retryable: bool | None = None
+    ) -> None:
         """Answer the next ``times`` requests with HTTP ``status`` (``retryable`` sets ``x-should-retry``)."""
         with self._lock:
             for _ in range(times):
-                self._script.append(ScriptedReply(error_status=status, retry_after_s=retry_after_s, retryable=retryable))
+                self._script.append(
+                    ScriptedReply(error_status=status, retry_after_s=retry_after_s, retryable=retryable)
+                )
 
     def queue_cut(self, after_chunks: int = 2, text: str | None = None) -> None:
         """Drop the connection of the next streamed answer after ``after_chunks`` chunks."""
@@ -272,12 +283,16 @@ class _Handler(BaseHTTPRequestHandler):
             headers["retry-after"] = str(max(scripted.retry_after_s, 0.001))
         if scripted.retryable is not None:
             headers["x-should-retry"] = "true" if scripted.retryable else "false"
-        kind = {429: "rate_limit_error", 401: "authentication_error", 400: "invalid_request_error"}.get(status, "api_error")
+        kind = {429: "rate_limit_error", 401: "authentication_error", 400: "invalid_request_error"}.get(
+            status, "api_error"
+        )
         message = f"scripted error {status}"
         if anthropic:
             self._json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
         else:
-            self._json(status, {"error": {"message": message, "type": kind, "code": None, "param": None}}, headers)
+            self._json(
+                status, {"error": {"message": message, "type": kind, "code": None, "param": None}}, headers
+            )
 
 
 class _Reply:
@@ -290,13 +305,19 @@ class _Reply:
         self.scripted = scripted
         self.number = number
         self.model = str(body.get("model") or "fake-model")
-        self.text = scripted.text if scripted.text is not None else ("" if scripted.tool_calls else fake.reply)
+        self.text = (
+            scripted.text if scripted.text is not None else ("" if scripted.tool_calls else fake.reply)
+        )
         self.words = _words(self.text) if self.text else []
         self.tool_calls = scripted.tool_calls
         self.prompt_tokens = _prompt_tokens(body)
-        self.completion_tokens = len(self.words) + sum(len(json.dumps(t.get("arguments", {})).split()) for t in self.tool_calls)
+        self.completion_tokens = len(self.words) + sum(
+            len(json.dumps(t.get("arguments", {})).split()) for t in self.tool_calls
+        )
         self.cached = scripted.cached_tokens if scripted.cached_tokens is not None else fake.cached_tokens
-        self.reasoning = scripted.reasoning_tokens if scripted.reasoning_tokens is not None else fake.reasoning_tokens
+        self.reasoning = (
+            scripted.reasoning_tokens if scripted.reasoning_tokens is not None else fake.reasoning_tokens
+        )
         self.first_delay = fake.first_chunk_delay_s
         self.delay = fake.chunk_delay_s
         self.sent = 0
@@ -343,22 +364,37 @@ class _OpenAIChat(_Reply):
         message: dict[str, Any] = {"role": "assistant", "content": self.text or None, "refusal": None}
         if self.tool_calls:
             message["tool_calls"] = [
-                {"id": f"call_{self.number}_{i}", "type": "function",
-                 "function": {"name": t["name"], "arguments": json.dumps(t.get("arguments", {}))}}
+                {
+                    "id": f"call_{self.number}_{i}",
+                    "type": "function",
+                    "function": {"name": t["name"], "arguments": json.dumps(t.get("arguments", {}))},
+                }
                 for i, t in enumerate(self.tool_calls)
             ]
         return {
-            "id": f"chatcmpl-{self.number}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.model, "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason(), "logprobs": None}],
+            "id": f"chatcmpl-{self.number}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": self.finish_reason(), "logprobs": None}
+            ],
             "usage": self.usage(),
         }
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None, usage: Any = None, choices: bool = True) -> bytes:
+    def _chunk(
+        self, delta: dict[str, Any], finish: str | None = None, usage: Any = None, choices: bool = True
+    ) -> bytes:
         payload = {
-            "id": f"chatcmpl-{self.number}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": self.model, "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else [],
+            "id": f"chatcmpl-{self.number}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+            if choices
+            else [],
         }
         if usage is not None:
             payload["usage"] = usage
@@ -376,7 +412,12 @@ class _OpenAIChat(_Reply):
         for i, tool in enumerate(self.tool_calls):
             arguments = json.dumps(tool.get("arguments", {}))
             half = len(arguments) // 2
-            first = {"index": i, "id": f"call_{self.number}_{i}", "type": "function", "function": {"name": tool["name"], "arguments": arguments[:half]}}
+            first = {
+                "index": i,
+                "id": f"call_{self.number}_{i}",
+                "type": "function",
+                "function": {"name": tool["name"], "arguments": arguments[:half]},
+            }
             for piece in (first, {"index": i, "function": {"arguments": arguments[half:]}}):
                 if not self.pace():
                     return False
@@ -391,30 +432,53 @@ class _OpenAIChat(_Reply):
 class _OpenAIResponses(_Reply):
     def usage(self) -> dict[str, Any]:
         return {
-            "input_tokens": self.prompt_tokens, "input_tokens_details": {"cached_tokens": self.cached},
-            "output_tokens": self.completion_tokens, "output_tokens_details": {"reasoning_tokens": self.reasoning},
+            "input_tokens": self.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": self.cached},
+            "output_tokens": self.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning},
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
 
     def _message_item(self, text: str, status: str = "completed") -> dict[str, Any]:
         return {
-            "type": "message", "id": f"msg_{self.number}", "status": status, "role": "assistant",
+            "type": "message",
+            "id": f"msg_{self.number}",
+            "status": status,
+            "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
         }
 
     def _tool_items(self) -> list[dict[str, Any]]:
         return [
-            {"type": "function_call", "id": f"fc_{self.number}_{i}", "call_id": f"call_{self.number}_{i}",
-             "name": t["name"], "arguments": json.dumps(t.get("arguments", {})), "status": "completed"}
+            {
+                "type": "function_call",
+                "id": f"fc_{self.number}_{i}",
+                "call_id": f"call_{self.number}_{i}",
+                "name": t["name"],
+                "arguments": json.dumps(t.get("arguments", {})),
+                "status": "completed",
+            }
             for i, t in enumerate(self.tool_calls)
         ]
 
     def response(self, status: str, output: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
         return {
-            "id": f"resp_{self.number}", "object": "response", "created_at": int(time.time()), "status": status,
-            "model": self.model, "output": output, "usage": usage, "parallel_tool_calls": True,
-            "tool_choice": "auto", "tools": self.body.get("tools") or [], "error": None, "incomplete_details": None,
-            "instructions": self.body.get("instructions"), "metadata": {}, "temperature": 1.0, "top_p": 1.0,
+            "id": f"resp_{self.number}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "model": self.model,
+            "output": output,
+            "usage": usage,
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": self.body.get("tools") or [],
+            "error": None,
+            "incomplete_details": None,
+            "instructions": self.body.get("instructions"),
+            "metadata": {},
+            "temperature": 1.0,
+            "top_p": 1.0,
             "text": {"format": {"type": "text"}},
         }
 
@@ -439,18 +503,38 @@ class _OpenAIResponses(_Reply):
         index = 0
         if self.text:
             item_id = f"msg_{self.number}"
-            if not event("response.output_item.added", output_index=0, item=self._message_item("", "in_progress")):
+            if not event(
+                "response.output_item.added", output_index=0, item=self._message_item("", "in_progress")
+            ):
                 return False
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            if not event("response.content_part.added", item_id=item_id, output_index=0, content_index=0, part=part):
+            if not event(
+                "response.content_part.added", item_id=item_id, output_index=0, content_index=0, part=part
+            ):
                 return False
             for word in self.words:
-                if not event("response.output_text.delta", item_id=item_id, output_index=0, content_index=0, delta=word, logprobs=[]):
+                if not event(
+                    "response.output_text.delta",
+                    item_id=item_id,
+                    output_index=0,
+                    content_index=0,
+                    delta=word,
+                    logprobs=[],
+                ):
                     return False
-            if not event("response.output_text.done", item_id=item_id, output_index=0, content_index=0, text=self.text, logprobs=[]):
+            if not event(
+                "response.output_text.done",
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                text=self.text,
+                logprobs=[],
+            ):
                 return False
             done_part = {**part, "text": self.text}
-            if not event("response.content_part.done", item_id=item_id, output_index=0, content_index=0, part=done_part):
+            if not event(
+                "response.content_part.done", item_id=item_id, output_index=0, content_index=0, part=done_part
+            ):
                 return False
             if not event("response.output_item.done", output_index=0, item=self._message_item(self.text)):
                 return False
@@ -459,9 +543,20 @@ class _OpenAIResponses(_Reply):
             pending = {**item, "arguments": "", "status": "in_progress"}
             if not event("response.output_item.added", output_index=index + offset, item=pending):
                 return False
-            if not event("response.function_call_arguments.delta", item_id=item["id"], output_index=index + offset, delta=item["arguments"]):
+            if not event(
+                "response.function_call_arguments.delta",
+                item_id=item["id"],
+                output_index=index + offset,
+                delta=item["arguments"],
+            ):
                 return False
-            if not event("response.function_call_arguments.done", item_id=item["id"], output_index=index + offset, arguments=item["arguments"], name=item["name"]):
+            if not event(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index + offset,
+                arguments=item["arguments"],
+                name=item["name"],
+            ):
                 return False
             if not event("response.output_item.done", output_index=index + offset, item=item):
                 return False
@@ -471,8 +566,10 @@ class _OpenAIResponses(_Reply):
 class _AnthropicMessages(_Reply):
     def usage(self, output_tokens: int) -> dict[str, Any]:
         return {
-            "input_tokens": max(1, self.prompt_tokens - self.cached), "output_tokens": output_tokens,
-            "cache_read_input_tokens": self.cached, "cache_creation_input_tokens": 0,
+            "input_tokens": max(1, self.prompt_tokens - self.cached),
+            "output_tokens": output_tokens,
+            "cache_read_input_tokens": self.cached,
+            "cache_creation_input_tokens": 0,
         }
 
     def stop_reason(self) -> str:
@@ -481,12 +578,22 @@ class _AnthropicMessages(_Reply):
     def complete(self) -> Any:
         content: list[dict[str, Any]] = [{"type": "text", "text": self.text}] if self.text else []
         content += [
-            {"type": "tool_use", "id": f"toolu_{self.number}_{i}", "name": t["name"], "input": t.get("arguments", {})}
+            {
+                "type": "tool_use",
+                "id": f"toolu_{self.number}_{i}",
+                "name": t["name"],
+                "input": t.get("arguments", {}),
+            }
             for i, t in enumerate(self.tool_calls)
         ]
         return {
-            "id": f"msg_{self.number}", "type": "message", "role": "assistant", "model": self.model,
-            "content": content, "stop_reason": self.stop_reason(), "stop_sequence": None,
+            "id": f"msg_{self.number}",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": self.stop_reason(),
+            "stop_sequence": None,
             "usage": self.usage(self.completion_tokens),
         }
 
@@ -513,11 +620,18 @@ class _AnthropicMessages(_Reply):
             index = 1
         for offset, tool in enumerate(self.tool_calls):
             i = index + offset
-            block = {"type": "tool_use", "id": f"toolu_{self.number}_{offset}", "name": tool["name"], "input": {}}
+            block = {
+                "type": "tool_use",
+                "id": f"toolu_{self.number}_{offset}",
+                "name": tool["name"],
+                "input": {},
+            }
             if not event("content_block_start", index=i, content_block=block):
                 return False
             arguments = json.dumps(tool.get("arguments", {}))
-            if not event("content_block_delta", index=i, delta={"type": "input_json_delta", "partial_json": arguments}):
+            if not event(
+                "content_block_delta", index=i, delta={"type": "input_json_delta", "partial_json": arguments}
+            ):
                 return False
             if not event("content_block_stop", index=i):
                 return False

@@ -117,7 +117,9 @@ class RecordBuffer:
         """Whether the buffer holds ``max_size`` records or more."""
         return len(self) >= self.max_size
 
-    def deliver(self, destinations: list[Destination], batch_size: int, everything: bool) -> tuple[list[Record], int]:
+    def deliver(
+        self, destinations: list[Destination], batch_size: int, everything: bool
+    ) -> tuple[list[Record], int]:
         """Hand undelivered records to every destination in batches; (delivered, failed batches).
 
         With ``everything`` false only full batches go. A failed batch stays
@@ -160,7 +162,9 @@ class RecordBuffer:
             if store.pop(record.id, None) is not None:
                 dropped += 1
         if dropped:
-            logger.warning("rlhfkit buffer full and undeliverable: %d records dropped (counted in metrics)", dropped)
+            logger.warning(
+                "rlhfkit buffer full and undeliverable: %d records dropped (counted in metrics)", dropped
+            )
         return evicted, dropped
 
     def clear(self) -> None:

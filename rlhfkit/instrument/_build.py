@@ -78,7 +78,12 @@ def token_usage(value: Any) -> TokenUsage | None:
 
 
 def _metrics(
-    t0: float, t_first: float | None, t_end: float | None, usage: TokenUsage | None, units: int | None, retries: int
+    t0: float,
+    t_first: float | None,
+    t_end: float | None,
+    usage: TokenUsage | None,
+    units: int | None,
+    retries: int,
 ) -> PerformanceMetrics:
     total = _ms(t0, t_end)
     streaming = _ms(t_first, t_end)
@@ -95,9 +100,7 @@ def _metrics(
     )
 
 
-def interaction_from_call(
-    call: Call, base_context: ContextData | None, capture_metrics: bool
-) -> Interaction:
+def interaction_from_call(call: Call, base_context: ContextData | None, capture_metrics: bool) -> Interaction:
     """The Interaction of a finished SDK call."""
     fields = extract(call.provider, call.api, call.kwargs, call.result, call.chunks)
     finished = fields.pop("finished", False)
@@ -151,7 +154,11 @@ def interaction_from_captured(
 ) -> Interaction:
     """The Interaction of a ``@capture`` / ``capture_call`` call."""
     prompt, context = _prompt_and_context(call.prompt, call.context)
-    response = response_text(call.response) if call.response is not None else "".join(response_text(c) for c in call.chunks)
+    response = (
+        response_text(call.response)
+        if call.response is not None
+        else "".join(response_text(c) for c in call.chunks)
+    )
     usage = token_usage(call.usage)
     metrics = _metrics(call.t0, call.t_first, call.t_end, usage, len(call.chunks) or None, 0)
     return Interaction(
@@ -208,8 +215,10 @@ def _feedback_data(kind: str, value: Any, comment: str | None, max_rating: int) 
         return _feedback_data("rating", value, comment, max_rating)
     if isinstance(value, str):
         return _feedback_data("text", value, comment, max_rating)
-    if isinstance(value, Mapping) and value and all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    if (
+        isinstance(value, Mapping)
+        and value
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())
     ):
         dims = {str(k): float(v) for k, v in value.items()}
         return FeedbackType.MULTI_DIMENSIONAL, MultiDimensionalData(
@@ -217,7 +226,9 @@ def _feedback_data(kind: str, value: Any, comment: str | None, max_rating: int) 
         )
     if comment:
         return FeedbackType.TEXT, TextData(comment=comment)
-    raise ValidationError("value", "custom feedback needs a bool, a number, a text or a dict of numbers", value)
+    raise ValidationError(
+        "value", "custom feedback needs a bool, a number, a text or a dict of numbers", value
+    )
 
 
 def feedback_from_event(

@@ -21,13 +21,22 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-__all__ = ["Call", "current_call", "install_retry_hook", "remove_retry_hook", "wrap_async_stream", "wrap_stream"]
+__all__ = [
+    "Call",
+    "current_call",
+    "install_retry_hook",
+    "remove_retry_hook",
+    "wrap_async_stream",
+    "wrap_stream",
+]
 
 logger = logging.getLogger("rlhfkit.instrument")
 
 perf_counter = time.perf_counter
 
-current_call: contextvars.ContextVar[Call | None] = contextvars.ContextVar("rlhfkit_current_call", default=None)
+current_call: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+    "rlhfkit_current_call", default=None
+)
 """The call whose HTTP attempts the client's event hook is counting."""
 
 

@@ -11,7 +11,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -144,7 +144,11 @@ def capture_decorator(inst: RLHFInstrumentation, func: F, model: str | None, pro
             prompt = _prompt_from_args(func, args, kwargs)
             params = {k: v for k, v in kwargs.items() if k not in _PROMPT_NAMES}
             return CapturedCall(
-                inst._submit, prompt=prompt, model=model or kwargs.get("model"), provider=provider, model_params=params,
+                inst._submit,
+                prompt=prompt,
+                model=model or kwargs.get("model"),
+                provider=provider,
+                model_params=params,
                 metadata={"function": getattr(func, "__qualname__", repr(func))},
             )
         except Exception:
@@ -180,7 +184,7 @@ def capture_decorator(inst: RLHFInstrumentation, func: F, model: str | None, pro
     if inspect.isgeneratorfunction(func):
 
         @functools.wraps(func)
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             call = start(args, kwargs)
             if call is None:
                 return (yield from func(*args, **kwargs))

@@ -38,7 +38,8 @@ class _Continued:
     """What ``next()`` returns: nothing to wait for, but awaitable for ``await next()``."""
 
     def __await__(self) -> Generator[Any, None, None]:
-        return iter(())
+        return
+        yield
 
 
 _CONTINUED = _Continued()
@@ -89,7 +90,9 @@ def run_chain(
         try:
             result = instrumentor(current)
         except Exception:
-            logger.exception("rlhfkit instrumentor %r failed; the interaction continues unchanged", instrumentor)
+            logger.exception(
+                "rlhfkit instrumentor %r failed; the interaction continues unchanged", instrumentor
+            )
             on_error()
             continue
         if result is None:
@@ -97,7 +100,9 @@ def run_chain(
         if isinstance(result, Interaction):
             current = result
         else:
-            logger.error("rlhfkit instrumentor %r returned %s, not an Interaction; ignored", instrumentor, type(result))
+            logger.error(
+                "rlhfkit instrumentor %r returned %s, not an Interaction; ignored", instrumentor, type(result)
+            )
             on_error()
     for step in middleware:
         state: dict[str, Any] = {"next": False, "value": None}

@@ -78,7 +78,9 @@ class InstrumentationConfig:
         if not isinstance(self.custom_context, Mapping):
             raise ValidationError("custom_context", "must be a mapping", self.custom_context)
         self.custom_context = dict(self.custom_context)
-        if self.storage == "remote" and not (self.remote_endpoint or os.environ.get("RLHFKIT_REMOTE_ENDPOINT")):
+        if self.storage == "remote" and not (
+            self.remote_endpoint or os.environ.get("RLHFKIT_REMOTE_ENDPOINT")
+        ):
             raise ValidationError("remote_endpoint", "is required when storage is 'remote'")
         self.remote_endpoint = self.remote_endpoint or os.environ.get("RLHFKIT_REMOTE_ENDPOINT")
         self.api_key = self.api_key or os.environ.get("RLHFKIT_API_KEY")

@@ -45,7 +45,9 @@ request_context: contextvars.ContextVar[RequestContext | None] = contextvars.Con
 )
 """The current web request's context, set by the middlewares of :mod:`rlhfkit.instrument._web`."""
 
-_scope: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("rlhfkit_scope", default=None)
+_scope: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "rlhfkit_scope", default=None
+)
 
 
 def current_scope() -> Mapping[str, Any] | None:

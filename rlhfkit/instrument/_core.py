@@ -128,14 +128,16 @@ class RLHFInstrumentation:
             destinations.append(LoggerDestination(rlhf_logger))
         if storage_backend is not None:
             if not callable(getattr(storage_backend, "write", None)):
-                raise ValidationError("storage_backend", "must implement the Storage protocol (write)", storage_backend)
+                raise ValidationError(
+                    "storage_backend", "must implement the Storage protocol (write)", storage_backend
+                )
             destinations.append(StorageDestination(lambda: storage_backend))
         elif cfg.storage == "local":
 
             def local() -> Any:
                 from ..storage.local import LocalStorage
 
-                return LocalStorage(data_dir=cfg.data_dir)
+                return LocalStorage(data_dir=cfg.data_dir or "./rlhf-data")
 
             destinations.append(StorageDestination(local))
         elif cfg.storage == "remote":
@@ -230,7 +232,9 @@ class RLHFInstrumentation:
         def count_error() -> None:
             self._metrics.pipeline_errors += 1
 
-        return run_chain(interaction, list(self._instrumentors), list(self._middleware), self._runner, count_error)
+        return run_chain(
+            interaction, list(self._instrumentors), list(self._middleware), self._runner, count_error
+        )
 
     def _accept(self, interaction: Interaction) -> None:
         if self._buffer.full:
@@ -340,8 +344,13 @@ class RLHFInstrumentation:
         """A ``with`` block capturing one call made by any client; set ``call.response`` inside it."""
         sink = self._submit if self._capturing else None
         return CapturedCall(
-            sink, prompt=prompt, model=model, provider=provider, context=context,
-            model_params=model_params, metadata=metadata,
+            sink,
+            prompt=prompt,
+            model=model,
+            provider=provider,
+            context=context,
+            model_params=model_params,
+            metadata=metadata,
         )
 
     # ------------------------------------------------------------------ manual capture
@@ -371,18 +380,24 @@ class RLHFInstrumentation:
         try:
             context = fields.pop("context", [])
             text, history = _prompt_and_context(prompt, list(context))
-            scope, request = current_scope(), request_context.get()
+            scope: Mapping[str, Any] = current_scope() or {}
+            request: Mapping[str, Any] = request_context.get() or {}
             base = self._context_base() if self.config.collect_context else None
             interaction = Interaction(
                 prompt=text,
-                response=response_text(response.get("content") if isinstance(response, Mapping) else response),
+                response=response_text(
+                    response.get("content") if isinstance(response, Mapping) else response
+                ),
                 context=history,
                 model=model,
                 token_usage=token_usage(usage),
                 error=error_of(error),
-                user_id=fields.pop("user_id", None) or (scope or {}).get("user_id") or (request or {}).get("user_id"),
-                session_id=fields.pop("session_id", None) or (scope or {}).get("session_id") or (request or {}).get("session_id"),
-                environment=fields.pop("environment", None) or (merge_context(base, request, scope) if base else None),
+                user_id=fields.pop("user_id", None) or scope.get("user_id") or request.get("user_id"),
+                session_id=fields.pop("session_id", None)
+                or scope.get("session_id")
+                or request.get("session_id"),
+                environment=fields.pop("environment", None)
+                or (merge_context(base, request, scope) if base else None),
                 **fields,
             )
         except PydanticValidationError as exc:
@@ -445,7 +460,9 @@ class RLHFInstrumentation:
 
     # ------------------------------------------------------------------ context
 
-    def context(self, *, user_id: str | None = None, session_id: str | None = None, **custom: Any) -> AbstractContextManager[None]:
+    def context(
+        self, *, user_id: str | None = None, session_id: str | None = None, **custom: Any
+    ) -> AbstractContextManager[None]:
         """A block whose calls carry ``user_id``, ``session_id`` and ``custom`` (see :func:`rlhfkit.instrument.context`)."""
         return _context_block(user_id=user_id, session_id=session_id, **custom)
 
@@ -460,7 +477,9 @@ class RLHFInstrumentation:
         if not callable(instrumentor):
             raise ValidationError("instrumentor", "must be callable", instrumentor)
         self._instrumentors.append(instrumentor)
-        return lambda: self._instrumentors.remove(instrumentor) if instrumentor in self._instrumentors else None
+        return lambda: (
+            self._instrumentors.remove(instrumentor) if instrumentor in self._instrumentors else None
+        )
 
     def add_middleware(self, middleware: Middleware) -> Callable[[], None]:
         """Add ``fn(interaction, next)`` (sync or async; never calling ``next`` drops); returns a remover."""
@@ -622,7 +641,9 @@ def _as_datetime(value: datetime | float | None, field: str) -> datetime | None:
     raise ValidationError(field, "must be a datetime or epoch milliseconds", value)
 
 
-def create_instrumentation(config: InstrumentationConfig | None = None, **options: Any) -> RLHFInstrumentation:
+def create_instrumentation(
+    config: InstrumentationConfig | None = None, **options: Any
+) -> RLHFInstrumentation:
     """A new :class:`RLHFInstrumentation` (the spec's factory function)."""
     return RLHFInstrumentation(config, **options)
 

@@ -21,7 +21,17 @@ logger = logging.getLogger("rlhfkit.instrument")
 
 _ROLES = frozenset({"user", "assistant", "system", "tool", "developer", "function"})
 _NOT_PARAMS = frozenset(
-    {"messages", "input", "instructions", "system", "tools", "model", "extra_headers", "extra_query", "timeout"}
+    {
+        "messages",
+        "input",
+        "instructions",
+        "system",
+        "tools",
+        "model",
+        "extra_headers",
+        "extra_query",
+        "timeout",
+    }
 )
 
 
@@ -209,7 +219,9 @@ def _openai_chat_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
             if content:
                 text.append(content)
             for tc in _g(delta, "tool_calls") or []:
-                slot = calls.setdefault(_g(tc, "index") or 0, {"id": None, "type": "function", "name": None, "arguments": ""})
+                slot = calls.setdefault(
+                    _g(tc, "index") or 0, {"id": None, "type": "function", "name": None, "arguments": ""}
+                )
                 slot["id"] = slot["id"] or _g(tc, "id")
                 function = _g(tc, "function")
                 slot["name"] = slot["name"] or _g(function, "name")
@@ -241,7 +253,17 @@ def _openai_responses_request(kwargs: Mapping[str, Any]) -> tuple[str, list[Mess
                 messages.append(_message("tool", _g(item, "output"), tool_call_id=_g(item, "call_id")))
             elif kind == "function_call":
                 messages.append(
-                    _message("assistant", "", tool_calls=[{"id": _g(item, "call_id"), "name": _g(item, "name"), "arguments": _g(item, "arguments")}])
+                    _message(
+                        "assistant",
+                        "",
+                        tool_calls=[
+                            {
+                                "id": _g(item, "call_id"),
+                                "name": _g(item, "name"),
+                                "arguments": _g(item, "arguments"),
+                            }
+                        ],
+                    )
                 )
             else:
                 messages.append(_message(str(_g(item, "role", "user")), _g(item, "content")))
@@ -259,7 +281,12 @@ def _responses_output(response: Any) -> dict[str, Any]:
                     text.append(_g(part, "text") or "")
         elif kind == "function_call":
             tool_calls.append(
-                {"id": _g(item, "call_id"), "type": "function", "name": _g(item, "name"), "arguments": _g(item, "arguments")}
+                {
+                    "id": _g(item, "call_id"),
+                    "type": "function",
+                    "name": _g(item, "name"),
+                    "arguments": _g(item, "arguments"),
+                }
             )
     status = _g(response, "status")
     incomplete = _g(_g(response, "incomplete_details"), "reason")
@@ -324,7 +351,9 @@ def _anthropic_request(kwargs: Mapping[str, Any]) -> tuple[str, list[Message]]:
             uses = [b for b in content if _g(b, "type") == "tool_use"]
             results = [b for b in content if _g(b, "type") == "tool_result"]
             if uses:
-                extra["tool_calls"] = [{"id": _g(b, "id"), "name": _g(b, "name"), "input": _g(b, "input")} for b in uses]
+                extra["tool_calls"] = [
+                    {"id": _g(b, "id"), "name": _g(b, "name"), "input": _g(b, "input")} for b in uses
+                ]
             if results and len(results) == len(content):
                 role = "tool"
                 extra["tool_call_id"] = _g(results[0], "tool_use_id")
@@ -338,7 +367,11 @@ def _anthropic_usage(usage: Any, base: TokenUsage | None = None) -> TokenUsage |
     cached = _int(_g(usage, "cache_read_input_tokens"))
     created = _int(_g(usage, "cache_creation_input_tokens")) or 0
     input_tokens = _int(_g(usage, "input_tokens"))
-    prompt = (input_tokens or 0) + (cached or 0) + created if input_tokens is not None else (base.prompt if base else 0)
+    prompt = (
+        (input_tokens or 0) + (cached or 0) + created
+        if input_tokens is not None
+        else (base.prompt if base else 0)
+    )
     completion = _int(_g(usage, "output_tokens"))
     return TokenUsage(
         prompt=prompt,
@@ -356,7 +389,14 @@ def _anthropic_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
             if kind == "text":
                 text.append(_g(block, "text") or "")
             elif kind in {"tool_use", "server_tool_use"}:
-                tool_calls.append({"id": _g(block, "id"), "type": "function", "name": _g(block, "name"), "arguments": json.dumps(jsonable(_g(block, "input")))})
+                tool_calls.append(
+                    {
+                        "id": _g(block, "id"),
+                        "type": "function",
+                        "name": _g(block, "name"),
+                        "arguments": json.dumps(jsonable(_g(block, "input"))),
+                    }
+                )
         return {
             "response": "".join(text),
             "tool_calls": tool_calls,
@@ -366,7 +406,13 @@ def _anthropic_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
             "usage": _anthropic_usage(_g(body, "usage")),
             "finished": body is not None,
         }
-    out: dict[str, Any] = {"finished": False, "finish_reason": None, "usage": None, "response_id": None, "response_model": None}
+    out: dict[str, Any] = {
+        "finished": False,
+        "finish_reason": None,
+        "usage": None,
+        "response_id": None,
+        "response_model": None,
+    }
     text_parts: list[str] = []
     blocks: dict[int, dict[str, Any]] = {}
     for event in chunks:
@@ -378,7 +424,12 @@ def _anthropic_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
         elif kind == "content_block_start":
             block = _g(event, "content_block")
             if _g(block, "type") in {"tool_use", "server_tool_use"}:
-                blocks[_g(event, "index") or 0] = {"id": _g(block, "id"), "type": "function", "name": _g(block, "name"), "arguments": ""}
+                blocks[_g(event, "index") or 0] = {
+                    "id": _g(block, "id"),
+                    "type": "function",
+                    "name": _g(block, "name"),
+                    "arguments": "",
+                }
         elif kind == "content_block_delta":
             delta = _g(event, "delta")
             if _g(delta, "type") == "text_delta":
@@ -403,13 +454,22 @@ _EXTRACTORS = {
 }
 
 
-def extract(provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: list[Any]) -> dict[str, Any]:
+def extract(
+    provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: list[Any]
+) -> dict[str, Any]:
     """prompt, context, tools, params and the response fields of one call."""
     read_request, read_response = _EXTRACTORS[(provider, api)]
     prompt, context = read_request(kwargs)
-    fields: dict[str, Any] = {"prompt": prompt, "context": context, "tools": _tools(kwargs), "model_params": _params(kwargs)}
+    fields: dict[str, Any] = {
+        "prompt": prompt,
+        "context": context,
+        "tools": _tools(kwargs),
+        "model_params": _params(kwargs),
+    }
     if result is None and not chunks:
-        fields.update(response="", tool_calls=[], finish_reason=None, response_id=None, usage=None, finished=False)
+        fields.update(
+            response="", tool_calls=[], finish_reason=None, response_id=None, usage=None, finished=False
+        )
     else:
         fields.update(read_response(result, chunks))
     model = kwargs.get("model")

@@ -9,6 +9,7 @@ own HTTP client gets an event hook that counts the SDK's retry attempts.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._calls import install_retry_hook, remove_retry_hook
@@ -38,6 +39,12 @@ def _types() -> SDKTypes:
     )
 
 
+def _maker(
+    inst: RLHFInstrumentation, api: str, types: SDKTypes
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return lambda orig: wrapper_for(inst, orig, "openai", api, types)
+
+
 def instrument_openai(inst: RLHFInstrumentation, client: Any) -> list[Undo]:
     """Wrap ``client``'s chat completions and responses; the undo functions, in order."""
     types = _types()
@@ -48,7 +55,7 @@ def instrument_openai(inst: RLHFInstrumentation, client: Any) -> list[Undo]:
             resource = getattr(resource, second, None)
         if resource is None or not hasattr(resource, "create"):
             continue
-        undo.append(patch(resource, "create", lambda orig, api=api: wrapper_for(inst, orig, "openai", api, types)))
+        undo.append(patch(resource, "create", _maker(inst, api, types)))
     http_client = getattr(client, "_client", None)
     if http_client is not None:
         is_async = inspect.iscoroutinefunction(getattr(http_client, "send", None))

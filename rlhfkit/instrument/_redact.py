@@ -13,7 +13,7 @@ check, so order numbers and timestamps are left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._models import Interaction
@@ -75,7 +75,7 @@ class PIIRedactor:
         for kind in self.kinds:
             label = self.placeholder.format(kind=kind.upper())
             if kind == "card":
-                text = _PATTERNS[kind].sub(lambda m, lab=label: lab if _card(m.group(0)) else m.group(0), text)
+                text = _PATTERNS[kind].sub(_card_replacer(label), text)
             else:
                 text = _PATTERNS[kind].sub(label, text)
         return text
@@ -94,12 +94,23 @@ class PIIRedactor:
         update: dict[str, Any] = {
             "prompt": self.redact(interaction.prompt) or "[REDACTED]",
             "response": self.redact(interaction.response),
-            "context": [m.model_copy(update={"content": self.redact(m.content)}) for m in interaction.context],
+            "context": [
+                m.model_copy(update={"content": self.redact(m.content)}) for m in interaction.context
+            ],
             "tool_calls": self._value(interaction.tool_calls),
         }
         if interaction.error is not None:
-            update["error"] = interaction.error.model_copy(update={"message": self.redact(interaction.error.message)})
+            update["error"] = interaction.error.model_copy(
+                update={"message": self.redact(interaction.error.message)}
+            )
         return interaction.model_copy(update=update)
+
+
+def _card_replacer(label: str) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        return label if _card(match.group(0)) else match.group(0)
+
+    return replace
 
 
 def _card(candidate: str) -> bool:

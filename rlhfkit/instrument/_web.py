@@ -25,7 +25,13 @@ from typing import Any
 
 from ._context import RequestContext, request_context
 
-__all__ = ["SCREEN_RESOLUTION_HEADER", "RLHFContextMiddleware", "RLHFWSGIMiddleware", "device_type", "rlhf_wsgi_middleware"]
+__all__ = [
+    "SCREEN_RESOLUTION_HEADER",
+    "RLHFContextMiddleware",
+    "RLHFWSGIMiddleware",
+    "device_type",
+    "rlhf_wsgi_middleware",
+]
 
 SCREEN_RESOLUTION_HEADER = "X-Screen-Resolution"
 """The request header carrying the browser's screen resolution, ``<width>x<height>``."""
@@ -72,19 +78,25 @@ def _context_from_headers(
 class RLHFContextMiddleware:
     """ASGI middleware: the request's context for every call made while serving it (HTTP and WebSocket)."""
 
-    def __init__(self, app: Any, user_id_header: str = "X-User-Id", session_id_header: str = "X-Session-Id") -> None:
+    def __init__(
+        self, app: Any, user_id_header: str = "X-User-Id", session_id_header: str = "X-Session-Id"
+    ) -> None:
         self.app = app
         self.user_id_header = user_id_header
         self.session_id_header = session_id_header
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
         """Serve the request with its context set."""
         if scope.get("type") not in {"http", "websocket"}:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         token = request_context.set(
-            _context_from_headers(headers, _asgi_url(scope, headers), self.user_id_header, self.session_id_header)
+            _context_from_headers(
+                headers, _asgi_url(scope, headers), self.user_id_header, self.session_id_header
+            )
         )
         try:
             await self.app(scope, receive, send)
@@ -110,7 +122,12 @@ class RLHFWSGIMiddleware:
     body is iterated (streamed responses included).
     """
 
-    def __init__(self, app: Callable[..., Any], user_id_header: str = "X-User-Id", session_id_header: str = "X-Session-Id") -> None:
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        user_id_header: str = "X-User-Id",
+        session_id_header: str = "X-Session-Id",
+    ) -> None:
         self.app = app
         self.user_id_header = user_id_header
         self.session_id_header = session_id_header
@@ -118,7 +135,9 @@ class RLHFWSGIMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Serve the request with its context set."""
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        value = _context_from_headers(headers, _wsgi_url(environ), self.user_id_header, self.session_id_header)
+        value = _context_from_headers(
+            headers, _wsgi_url(environ), self.user_id_header, self.session_id_header
+        )
         token = request_context.set(value)
         try:
             body = self.app(environ, start_response)
@@ -153,7 +172,10 @@ class _ContextBody:
 
 def _wsgi_url(environ: Mapping[str, Any]) -> str:
     scheme = environ.get("wsgi.url_scheme", "http")
-    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+    host = (
+        environ.get("HTTP_HOST")
+        or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+    )
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/")
     query = environ.get("QUERY_STRING")
     return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")

@@ -109,7 +109,9 @@ def observe(call: Call, result: Any, types: SDKTypes) -> None:
         logger.exception("rlhfkit could not observe an SDK result")
 
 
-def sync_method(inst: RLHFInstrumentation, orig: Callable[..., Any], provider: str, api: str, types: SDKTypes) -> Callable[..., Any]:
+def sync_method(
+    inst: RLHFInstrumentation, orig: Callable[..., Any], provider: str, api: str, types: SDKTypes
+) -> Callable[..., Any]:
     """A wrapper of a sync SDK method that captures every call."""
     submit = inst._submit
 
@@ -138,7 +140,9 @@ def sync_method(inst: RLHFInstrumentation, orig: Callable[..., Any], provider: s
     return wrapper
 
 
-def async_method(inst: RLHFInstrumentation, orig: Callable[..., Any], provider: str, api: str, types: SDKTypes) -> Callable[..., Any]:
+def async_method(
+    inst: RLHFInstrumentation, orig: Callable[..., Any], provider: str, api: str, types: SDKTypes
+) -> Callable[..., Any]:
     """A wrapper of an async SDK method that captures every call."""
     submit = inst._submit
 
@@ -167,7 +171,9 @@ def async_method(inst: RLHFInstrumentation, orig: Callable[..., Any], provider: 
     return wrapper
 
 
-def wrapper_for(inst: RLHFInstrumentation, orig: Callable[..., Any], provider: str, api: str, types: SDKTypes) -> Callable[..., Any]:
+def wrapper_for(
+    inst: RLHFInstrumentation, orig: Callable[..., Any], provider: str, api: str, types: SDKTypes
+) -> Callable[..., Any]:
     """The sync or async wrapper matching ``orig``."""
     # The SDKs decorate their async methods (``required_args``), hiding the coroutine function.
     if inspect.iscoroutinefunction(orig) or inspect.iscoroutinefunction(inspect.unwrap(orig)):

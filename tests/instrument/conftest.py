@@ -46,13 +46,17 @@ def oai(server: FakeLLMServer, inst: RLHFInstrumentation) -> Iterator[openai.Ope
 @pytest.fixture
 def aoai(server: FakeLLMServer, inst: RLHFInstrumentation) -> openai.AsyncOpenAI:
     """An instrumented async OpenAI client."""
-    return inst.instrument(openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="sk-test", max_retries=2))
+    return inst.instrument(
+        openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="sk-test", max_retries=2)
+    )
 
 
 @pytest.fixture
 def claude(server: FakeLLMServer, inst: RLHFInstrumentation) -> Iterator[anthropic.Anthropic]:
     """An instrumented sync Anthropic client."""
-    client = inst.instrument(anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="sk-ant-test", max_retries=2))
+    client = inst.instrument(
+        anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="sk-ant-test", max_retries=2)
+    )
     yield client
     client.close()
 

@@ -16,10 +16,14 @@ from rlhfkit.testing import FakeLLMServer
 from .conftest import user
 
 
-def test_messages_create_is_captured(claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_messages_create_is_captured(
+    claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """messages.create returns the SDK's Message; system prompt, usage incl. cache reads, and stop reason are recorded."""
     server.queue_reply("Bonjour!", cached_tokens=3)
-    result = claude.messages.create(model="claude-x", max_tokens=64, system="You are French.", messages=user("Say hi"))
+    result = claude.messages.create(
+        model="claude-x", max_tokens=64, system="You are French.", messages=user("Say hi")
+    )
     assert type(result) is Message
     (i,) = inst.get_interactions()
     assert i.provider == "anthropic" and i.model == "claude-x"
@@ -59,7 +63,9 @@ def test_messages_stream_helpers_keep_working(claude: anthropic.Anthropic, inst:
     assert first.incomplete is False and second.incomplete is False and second.prompt == "until done"
 
 
-def test_stream_left_early_inside_with_is_captured_once(claude: anthropic.Anthropic, inst: RLHFInstrumentation) -> None:
+def test_stream_left_early_inside_with_is_captured_once(
+    claude: anthropic.Anthropic, inst: RLHFInstrumentation
+) -> None:
     """Breaking out of a MessageStream inside `with` captures it once, incomplete."""
     with claude.messages.stream(model="c", max_tokens=64, messages=user("early")) as stream:
         for _ in stream.text_stream:
@@ -70,17 +76,23 @@ def test_stream_left_early_inside_with_is_captured_once(claude: anthropic.Anthro
     assert i.incomplete is True
 
 
-def test_tool_use_is_recorded(claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_tool_use_is_recorded(
+    claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """Tool use blocks are recorded as tool calls, plain and streamed."""
     tools = [{"name": "lookup", "description": "find", "input_schema": {"type": "object"}}]
     server.queue_reply(tool_calls=[{"name": "lookup", "arguments": {"q": "rlhf"}}])
     claude.messages.create(model="c", max_tokens=64, messages=user("look it up"), tools=tools)
     server.queue_reply(tool_calls=[{"name": "lookup", "arguments": {"q": "dpo"}}])
-    with claude.messages.stream(model="c", max_tokens=64, messages=user("look it up streamed"), tools=tools) as stream:
+    with claude.messages.stream(
+        model="c", max_tokens=64, messages=user("look it up streamed"), tools=tools
+    ) as stream:
         stream.until_done()
     plain, streamed = inst.get_interactions()
     assert plain.tools == tools and plain.finish_reason == "tool_use"
-    assert plain.tool_calls[0]["name"] == "lookup" and json.loads(plain.tool_calls[0]["arguments"]) == {"q": "rlhf"}
+    assert plain.tool_calls[0]["name"] == "lookup" and json.loads(plain.tool_calls[0]["arguments"]) == {
+        "q": "rlhf"
+    }
     assert json.loads(streamed.tool_calls[0]["arguments"]) == {"q": "dpo"}
 
 
@@ -98,7 +110,9 @@ def test_tool_result_turns_go_to_context(claude: anthropic.Anthropic, inst: RLHF
     assert i.context[1].content == "RLHF notes"
 
 
-def test_errors_and_retries(claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_errors_and_retries(
+    claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """A 429 then success counts one retry; a 500 is recorded with its status and re-raised unchanged."""
     server.queue_error(429)
     claude.messages.create(model="c", max_tokens=64, messages=user("retry me"))
@@ -110,13 +124,18 @@ def test_errors_and_retries(claude: anthropic.Anthropic, inst: RLHFInstrumentati
     assert failed.error is not None and failed.error.status_code == 500 and failed.prompt == "fail me"
 
 
-def test_cut_stream_is_captured_with_its_error(claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_cut_stream_is_captured_with_its_error(
+    claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """A dropped connection in messages.stream raises; the partial text is captured, incomplete."""
     server.queue_cut(after_chunks=4)
-    with pytest.raises(Exception) as raised:  # noqa: PT011 - the SDK lets httpx's error through
-        with claude.messages.stream(model="c", max_tokens=64, messages=user("cut me")) as stream:
-            for _ in stream.text_stream:
-                pass
+    # The SDK lets the transport's own error through, hence the broad class.
+    with (
+        pytest.raises(Exception) as raised,
+        claude.messages.stream(model="c", max_tokens=64, messages=user("cut me")) as stream,
+    ):
+        for _ in stream.text_stream:
+            pass
     (i,) = inst.get_interactions()
     assert i.incomplete is True and i.error is not None and i.error.type == type(raised.value).__name__
     assert i.response
@@ -125,7 +144,9 @@ def test_cut_stream_is_captured_with_its_error(claude: anthropic.Anthropic, inst
 async def test_async_messages(aclaude: anthropic.AsyncAnthropic, inst: RLHFInstrumentation) -> None:
     """AsyncAnthropic: create, create(stream=True) and `async with messages.stream` keep get_final_message."""
     result = await aclaude.messages.create(model="c", max_tokens=64, messages=user("async create"))
-    stream = await aclaude.messages.create(model="c", max_tokens=64, messages=user("async raw stream"), stream=True)
+    stream = await aclaude.messages.create(
+        model="c", max_tokens=64, messages=user("async raw stream"), stream=True
+    )
     assert type(stream) is anthropic.AsyncStream
     async for _ in stream:
         pass

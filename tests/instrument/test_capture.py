@@ -94,7 +94,9 @@ async def test_decorated_async_generator_and_error(inst: RLHFInstrumentation) ->
 
 def test_capture_call_block(inst: RLHFInstrumentation) -> None:
     """The context-manager form records what the block sets, and an exception inside it."""
-    with inst.capture_call(prompt="Hi", model="custom-llm", context=[{"role": "system", "content": "S"}]) as call:
+    with inst.capture_call(
+        prompt="Hi", model="custom-llm", context=[{"role": "system", "content": "S"}]
+    ) as call:
         call.add_chunk("Hel")
         call.add_chunk("lo")
         call.usage = {"prompt": 2, "completion": 2}

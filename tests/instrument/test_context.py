@@ -45,17 +45,25 @@ def test_process_context_from_config_and_environment(monkeypatch: pytest.MonkeyP
         explicit.destroy(timeout_s=1)
 
 
-def test_context_block_follows_threads_and_tasks(oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_context_block_follows_threads_and_tasks(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """user_id, session_id and custom keys reach calls in copy_context threads and asyncio tasks started inside."""
     aclient = inst.instrument(openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="sk-test"))
 
     async def in_tasks() -> None:
-        await asyncio.gather(*(aclient.chat.completions.create(model="m", messages=user(f"task {n}")) for n in range(2)))
+        await asyncio.gather(
+            *(aclient.chat.completions.create(model="m", messages=user(f"task {n}")) for n in range(2))
+        )
 
     with inst.context(user_id="u-1", session_id="s-1", plan="pro"):
         oai.chat.completions.create(model="m", messages=user("direct"))
         ctx = contextvars.copy_context()
-        thread = threading.Thread(target=ctx.run, args=(oai.chat.completions.create,), kwargs={"model": "m", "messages": user("thread")})
+        thread = threading.Thread(
+            target=ctx.run,
+            args=(oai.chat.completions.create,),
+            kwargs={"model": "m", "messages": user("thread")},
+        )
         thread.start()
         thread.join(10)
         with inst.context(session_id="s-2"):
@@ -64,14 +72,23 @@ def test_context_block_follows_threads_and_tasks(oai: openai.OpenAI, inst: RLHFI
     by_prompt = {i.prompt: i for i in inst.get_interactions()}
     for prompt in ("direct", "thread", "task 0", "task 1"):
         assert by_prompt[prompt].user_id == "u-1", prompt
-        assert by_prompt[prompt].environment is not None and by_prompt[prompt].environment.custom["plan"] == "pro"
+        assert (
+            by_prompt[prompt].environment is not None
+            and by_prompt[prompt].environment.custom["plan"] == "pro"
+        )
     assert by_prompt["direct"].session_id == "s-1" and by_prompt["task 0"].session_id == "s-2"
     assert by_prompt["outside"].user_id is None and by_prompt["outside"].session_id is None
 
 
 def test_device_type_from_user_agent() -> None:
     """User agents map to mobile, tablet, desktop or bot."""
-    assert [device_type(ua) for ua in (IPHONE, IPAD, DESKTOP, "curl/8.0", None)] == ["mobile", "tablet", "desktop", "bot", None]
+    assert [device_type(ua) for ua in (IPHONE, IPAD, DESKTOP, "curl/8.0", None)] == [
+        "mobile",
+        "tablet",
+        "desktop",
+        "bot",
+        None,
+    ]
 
 
 def test_asgi_middleware_under_a_real_starlette_app(server: FakeLLMServer) -> None:
@@ -90,15 +107,21 @@ def test_asgi_middleware_under_a_real_starlette_app(server: FakeLLMServer) -> No
         result = await client.chat.completions.create(model="m", messages=user(body["q"]))
         return JSONResponse({"answer": result.choices[0].message.content})
 
-    app = Starlette(routes=[Route("/chat", chat, methods=["POST"])], middleware=[Middleware(RLHFContextMiddleware)])
+    app = Starlette(
+        routes=[Route("/chat", chat, methods=["POST"])], middleware=[Middleware(RLHFContextMiddleware)]
+    )
     try:
         with serve(app) as web:
             response = httpx.post(
                 f"{web.url}/chat?x=1",
                 json={"q": "from the web"},
                 headers={
-                    "User-Agent": IPHONE, "Referer": "https://example.com/page", "Accept-Language": "fr-FR,fr;q=0.9",
-                    "X-User-Id": "web-user", "X-Session-Id": "web-session", "X-Screen-Resolution": "390x844",
+                    "User-Agent": IPHONE,
+                    "Referer": "https://example.com/page",
+                    "Accept-Language": "fr-FR,fr;q=0.9",
+                    "X-User-Id": "web-user",
+                    "X-Session-Id": "web-session",
+                    "X-Screen-Resolution": "390x844",
                 },
                 timeout=10,
             )
@@ -106,7 +129,12 @@ def test_asgi_middleware_under_a_real_starlette_app(server: FakeLLMServer) -> No
         (i,) = inst.get_interactions()
         env = i.environment
         assert env is not None
-        assert (env.user_agent, env.device_type, env.referrer, env.language) == (IPHONE, "mobile", "https://example.com/page", "fr-FR")
+        assert (env.user_agent, env.device_type, env.referrer, env.language) == (
+            IPHONE,
+            "mobile",
+            "https://example.com/page",
+            "fr-FR",
+        )
         assert env.url == f"{web.url}/chat?x=1" and env.screen_resolution == "390x844"
         assert (i.user_id, i.session_id, env.user_id) == ("web-user", "web-session", "web-user")
     finally:
@@ -129,8 +157,14 @@ def test_wsgi_middleware_under_a_real_flask_app(server: FakeLLMServer) -> None:
     app.wsgi_app = rlhf_wsgi_middleware(app.wsgi_app, user_id_header="X-Account")  # type: ignore[method-assign]
     try:
         response = app.test_client().post(
-            "/chat", json={"q": "from flask"},
-            headers={"User-Agent": DESKTOP, "X-Account": "acct-7", "Accept-Language": "de", "X-Screen-Resolution": "1920x1080"},
+            "/chat",
+            json={"q": "from flask"},
+            headers={
+                "User-Agent": DESKTOP,
+                "X-Account": "acct-7",
+                "Accept-Language": "de",
+                "X-Screen-Resolution": "1920x1080",
+            },
         )
         assert response.status_code == 200
         (i,) = inst.get_interactions()

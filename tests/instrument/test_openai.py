@@ -25,10 +25,14 @@ def only(inst: RLHFInstrumentation) -> Interaction:
     return found[0]
 
 
-def test_chat_completion_is_captured_and_returned_unchanged(oai: openai.OpenAI, inst: RLHFInstrumentation) -> None:
+def test_chat_completion_is_captured_and_returned_unchanged(
+    oai: openai.OpenAI, inst: RLHFInstrumentation
+) -> None:
     """A plain call returns the SDK's ChatCompletion and records prompt, context, params, usage and timing."""
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is RLHF?"}]
-    result = oai.chat.completions.create(model="gpt-4o-mini", messages=messages, temperature=0.2, max_tokens=50)
+    result = oai.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, temperature=0.2, max_tokens=50
+    )
     assert type(result) is ChatCompletion
     messages.append({"role": "assistant", "content": "appended after the call"})
     i = only(inst)
@@ -40,7 +44,11 @@ def test_chat_completion_is_captured_and_returned_unchanged(oai: openai.OpenAI, 
     assert i.response_id == result.id and i.finish_reason == "stop"
     assert i.token_usage is not None and i.token_usage.prompt == result.usage.prompt_tokens
     assert i.token_usage.cached == 0 and i.token_usage.reasoning == 0
-    assert i.metrics is not None and i.metrics.total_response_time_ms and i.metrics.time_to_first_token_ms is None
+    assert (
+        i.metrics is not None
+        and i.metrics.total_response_time_ms
+        and i.metrics.time_to_first_token_ms is None
+    )
     assert i.metrics.retry_count == 0 and i.metrics.cache_hit is False
     assert i.error is None and i.incomplete is False
     assert i.environment is not None and i.environment.python_version
@@ -49,7 +57,10 @@ def test_chat_completion_is_captured_and_returned_unchanged(oai: openai.OpenAI, 
 def test_stream_keeps_the_sdk_stream_and_records_ttft(oai: openai.OpenAI, inst: RLHFInstrumentation) -> None:
     """create(stream=True) returns openai.Stream; the text, usage and time to first token are recorded once."""
     stream = oai.chat.completions.create(
-        model="gpt-4o-mini", messages=user("Stream please"), stream=True, stream_options={"include_usage": True}
+        model="gpt-4o-mini",
+        messages=user("Stream please"),
+        stream=True,
+        stream_options={"include_usage": True},
     )
     assert type(stream) is openai.Stream
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
@@ -64,7 +75,9 @@ def test_stream_keeps_the_sdk_stream_and_records_ttft(oai: openai.OpenAI, inst: 
     assert len(inst.get_interactions()) == 1
 
 
-def test_stream_closed_early_is_captured_once_and_incomplete(oai: openai.OpenAI, inst: RLHFInstrumentation) -> None:
+def test_stream_closed_early_is_captured_once_and_incomplete(
+    oai: openai.OpenAI, inst: RLHFInstrumentation
+) -> None:
     """Breaking out and calling close() captures what arrived, flagged incomplete, exactly once."""
     stream = oai.chat.completions.create(model="m", messages=user("long answer"), stream=True)
     received = []
@@ -127,7 +140,9 @@ def test_stream_helper_closed_early_is_captured(oai: openai.OpenAI, inst: RLHFIn
     assert i.incomplete is True and i.response
 
 
-def test_raw_response_records_retries_taken(oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_raw_response_records_retries_taken(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """with_raw_response returns the SDK's raw response; its retries_taken is recorded."""
     server.queue_error(429)
     raw = oai.chat.completions.with_raw_response.create(model="m", messages=user("raw"))
@@ -139,7 +154,9 @@ def test_raw_response_records_retries_taken(oai: openai.OpenAI, inst: RLHFInstru
     assert i.response == completion.choices[0].message.content
 
 
-def test_raw_streaming_response_is_captured_when_parsed(oai: openai.OpenAI, inst: RLHFInstrumentation) -> None:
+def test_raw_streaming_response_is_captured_when_parsed(
+    oai: openai.OpenAI, inst: RLHFInstrumentation
+) -> None:
     """with_raw_response + stream=True: parse() gives the SDK stream, which is captured."""
     raw = oai.chat.completions.with_raw_response.create(model="m", messages=user("raw stream"), stream=True)
     stream = raw.parse()
@@ -149,7 +166,9 @@ def test_raw_streaming_response_is_captured_when_parsed(oai: openai.OpenAI, inst
     assert i.response == text and i.incomplete is False
 
 
-def test_retry_after_429_is_counted(oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_retry_after_429_is_counted(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """A 429 then a success is one call with retry_count 1 (the SDK retries inside its request loop)."""
     server.queue_error(429)
     oai.chat.completions.create(model="m", messages=user("rate limited"))
@@ -158,7 +177,9 @@ def test_retry_after_429_is_counted(oai: openai.OpenAI, inst: RLHFInstrumentatio
     assert i.metrics is not None and i.metrics.retry_count == 1 and i.error is None
 
 
-def test_server_error_is_recorded_with_the_request(oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_server_error_is_recorded_with_the_request(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """A 500 raises the SDK's own exception; the interaction keeps the request and the error."""
     server.queue_error(500, retryable=False)
     with pytest.raises(openai.InternalServerError):
@@ -170,7 +191,9 @@ def test_server_error_is_recorded_with_the_request(oai: openai.OpenAI, inst: RLH
     assert inst.get_metrics().error_rate == 1.0
 
 
-def test_stream_cut_mid_way_raises_and_is_captured(oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_stream_cut_mid_way_raises_and_is_captured(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """A stream whose connection drops raises the SDK error; what arrived is captured, incomplete, with the error."""
     server.queue_cut(after_chunks=3)
     stream = oai.chat.completions.create(model="m", messages=user("cut"), stream=True)
@@ -183,13 +206,17 @@ def test_stream_cut_mid_way_raises_and_is_captured(oai: openai.OpenAI, inst: RLH
     assert i.response == "".join(received) and len(received) == 3
 
 
-def test_tool_calls_are_recorded(oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_tool_calls_are_recorded(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """Tools offered and tool calls returned are recorded, streamed or not."""
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     server.queue_reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
     oai.chat.completions.create(model="m", messages=user("Weather in Paris?"), tools=tools)
     server.queue_reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Rome"}}])
-    for _ in oai.chat.completions.create(model="m", messages=user("Weather in Rome?"), tools=tools, stream=True):
+    for _ in oai.chat.completions.create(
+        model="m", messages=user("Weather in Rome?"), tools=tools, stream=True
+    ):
         pass
     plain, streamed = inst.get_interactions()
     assert plain.tools == tools and plain.finish_reason == "tool_calls"
@@ -199,7 +226,9 @@ def test_tool_calls_are_recorded(oai: openai.OpenAI, inst: RLHFInstrumentation, 
     assert json.loads(streamed.tool_calls[0]["arguments"]) == {"city": "Rome"}
 
 
-def test_cached_and_reasoning_tokens_are_recorded(oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_cached_and_reasoning_tokens_are_recorded(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """Usage details (cached, reasoning) are kept and a cache hit is flagged."""
     server.queue_reply("cached answer", cached_tokens=4, reasoning_tokens=7)
     oai.chat.completions.create(model="o-mini", messages=user("think"))
@@ -232,7 +261,9 @@ def test_uninstrument_restores_the_client(oai: openai.OpenAI, inst: RLHFInstrume
     assert inst.get_interactions() == []
 
 
-def test_instrumenting_one_client_leaves_others_alone(oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+def test_instrumenting_one_client_leaves_others_alone(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """Instrumentation is per instance: another client of the same class is not captured."""
     other = openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test")
     other.chat.completions.create(model="m", messages=user("other"))
@@ -240,7 +271,9 @@ def test_instrumenting_one_client_leaves_others_alone(oai: openai.OpenAI, inst: 
     assert [i.prompt for i in inst.get_interactions()] == ["mine"]
 
 
-def test_disable_stops_capturing_without_touching_calls(oai: openai.OpenAI, inst: RLHFInstrumentation) -> None:
+def test_disable_stops_capturing_without_touching_calls(
+    oai: openai.OpenAI, inst: RLHFInstrumentation
+) -> None:
     """disable() stops capture, enable() resumes it."""
     inst.disable()
     oai.chat.completions.create(model="m", messages=user("off"))
@@ -249,14 +282,18 @@ def test_disable_stops_capturing_without_touching_calls(oai: openai.OpenAI, inst
     assert [i.prompt for i in inst.get_interactions()] == ["on"]
 
 
-async def test_async_chat_stream_and_errors(aoai: openai.AsyncOpenAI, inst: RLHFInstrumentation, server: FakeLLMServer) -> None:
+async def test_async_chat_stream_and_errors(
+    aoai: openai.AsyncOpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
     """AsyncOpenAI: plain, streamed, early-closed and failing calls are captured."""
     result = await aoai.chat.completions.create(model="m", messages=user("async plain"))
     assert type(result) is ChatCompletion
     stream = await aoai.chat.completions.create(model="m", messages=user("async stream"), stream=True)
     assert type(stream) is openai.AsyncStream
     text = "".join([c.choices[0].delta.content or "" async for c in stream])
-    async with await aoai.chat.completions.create(model="m", messages=user("async early"), stream=True) as early:
+    async with await aoai.chat.completions.create(
+        model="m", messages=user("async early"), stream=True
+    ) as early:
         async for _ in early:
             break
     server.queue_error(429)

@@ -38,9 +38,22 @@ def test_config_options_and_spec_names() -> None:
     config = InstrumentationConfig.from_kwargs(flush_interval=30000, sample_rate=0.5, batch_size=20)
     assert config.flush_interval_s == 30.0 and config.sample_rate == 0.5 and config.batch_size == 20
     for name in (
-        "enabled", "capture_interactions", "capture_feedback", "capture_metrics", "capture_errors",
-        "capture_usage_patterns", "collect_context", "custom_context", "sample_rate", "max_buffer_size",
-        "on_buffer_full", "on_interaction_captured", "on_feedback_captured", "storage", "remote_endpoint", "batch_size",
+        "enabled",
+        "capture_interactions",
+        "capture_feedback",
+        "capture_metrics",
+        "capture_errors",
+        "capture_usage_patterns",
+        "collect_context",
+        "custom_context",
+        "sample_rate",
+        "max_buffer_size",
+        "on_buffer_full",
+        "on_interaction_captured",
+        "on_feedback_captured",
+        "storage",
+        "remote_endpoint",
+        "batch_size",
     ):
         assert hasattr(config, name)
     with pytest.raises(ValidationError) as bad:
@@ -113,7 +126,9 @@ def test_events_and_callbacks(server: FakeLLMServer) -> None:
     """interaction-captured, error-captured, feedback-captured and the config callbacks fire with the records."""
     captured: list[Interaction] = []
     feedback_seen: list[Feedback] = []
-    inst = RLHFInstrumentation(on_interaction_captured=captured.append, on_feedback_captured=feedback_seen.append)
+    inst = RLHFInstrumentation(
+        on_interaction_captured=captured.append, on_feedback_captured=feedback_seen.append
+    )
     events: dict[str, list[Any]] = {"interaction-captured": [], "error-captured": [], "feedback-captured": []}
     for name, bucket in events.items():
         inst.on(name, bucket.append)
@@ -158,7 +173,9 @@ def test_sampling_is_seeded_and_applied(server: FakeLLMServer) -> None:
 def test_buffer_full_emits_calls_back_and_stays_bounded() -> None:
     """At max_buffer_size: 'buffer-full' and on_buffer_full get the records, the buffer never exceeds its bound, evictions are counted."""
     full_calls: list[int] = []
-    inst = RLHFInstrumentation(max_buffer_size=5, on_buffer_full=lambda records: full_calls.append(len(records)))
+    inst = RLHFInstrumentation(
+        max_buffer_size=5, on_buffer_full=lambda records: full_calls.append(len(records))
+    )
     events: list[int] = []
     inst.on("buffer-full", lambda records: events.append(len(records)))
     try:
@@ -167,7 +184,9 @@ def test_buffer_full_emits_calls_back_and_stays_bounded() -> None:
             assert len(inst.get_interactions()) <= 5
         assert full_calls and full_calls == events and full_calls[0] == 5
         metrics = inst.get_metrics()
-        assert metrics.total_interactions == 12 and metrics.evicted_records > 0 and metrics.dropped_records == 0
+        assert (
+            metrics.total_interactions == 12 and metrics.evicted_records > 0 and metrics.dropped_records == 0
+        )
         assert inst.get_interactions()[-1].prompt == "prompt 11"
     finally:
         inst.destroy(timeout_s=1)
@@ -280,7 +299,11 @@ def test_usage_patterns_and_latency_percentiles(server: FakeLLMServer) -> None:
         assert m.error_rate_by_model == {"gpt-a": 0.0, "gpt-b": 0.5}
         assert m.top_prompts[0] == ("what is rlhf", 2)
         assert sum(m.interactions_by_hour.values()) == 5
-        assert m.p50_latency_ms is not None and m.p95_latency_ms is not None and m.p50_latency_ms <= m.p95_latency_ms
+        assert (
+            m.p50_latency_ms is not None
+            and m.p95_latency_ms is not None
+            and m.p50_latency_ms <= m.p95_latency_ms
+        )
         assert m.p50_ttft_ms is not None and m.average_response_time > 0
     finally:
         inst.destroy(timeout_s=1)
@@ -295,7 +318,12 @@ def test_capture_interaction_accepts_spec_messages_and_refuses_bad_input(inst: R
         error=RuntimeError("late"),
     )
     assert got is not None and got.prompt == "Hello" and got.response == "Hi there!"
-    assert got.token_usage is not None and got.token_usage.total == 7 and got.error and got.error.type == "RuntimeError"
+    assert (
+        got.token_usage is not None
+        and got.token_usage.total == 7
+        and got.error
+        and got.error.type == "RuntimeError"
+    )
     with pytest.raises(ValidationError) as bad:
         inst.capture_interaction("   ", "x")
     assert bad.value.field.startswith("interaction")
@@ -339,7 +367,9 @@ def test_concurrent_calls_from_threads_are_all_captured(server: FakeLLMServer) -
     client = client_for(inst, server)
     try:
         threads = [
-            threading.Thread(target=lambda n=n: client.chat.completions.create(model="m", messages=user(f"t{n}")))
+            threading.Thread(
+                target=lambda n=n: client.chat.completions.create(model="m", messages=user(f"t{n}"))
+            )
             for n in range(8)
         ]
         for t in threads:

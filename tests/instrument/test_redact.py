@@ -58,7 +58,9 @@ def test_redactor_as_instrumentor_on_real_calls(server: FakeLLMServer) -> None:
     client = inst.instrument(openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test"))
     try:
         server.queue_reply("I will email alice@corp.io")
-        client.chat.completions.create(model="m", messages=user("My card is 5500 0000 0000 0004, email alice@corp.io"))
+        client.chat.completions.create(
+            model="m", messages=user("My card is 5500 0000 0000 0004, email alice@corp.io")
+        )
         (i,) = inst.get_interactions()
         assert i.prompt == "My card is [REDACTED_CARD], email [REDACTED_EMAIL]"
         assert i.response == "I will email [REDACTED_EMAIL]"
