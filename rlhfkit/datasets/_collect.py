@@ -159,7 +159,7 @@ class SignalTable:
 class InteractionIndex:
     """Compact facts about the interactions a dataset may use, by SignalTable position."""
 
-    USABLE, UNREAD, SKIPPED = 1, 0, 2
+    UNREAD, USABLE, SKIPPED, MISSING = 0, 1, 2, 3
 
     def __init__(self, size: int, *, keep_text: bool) -> None:
         self.group = array("Q", bytes(8 * size))
@@ -168,6 +168,7 @@ class InteractionIndex:
         self.time = array("d", bytes(8 * size))
         self.test = array("b", bytes(size))
         self.state = array("b", bytes(size))
+        """UNREAD (not asked for), USABLE, SKIPPED (read; no usable text) or MISSING (not stored)."""
         self.offset = array("q", bytes(8 * size)) if keep_text else array("q")
         # Byte lengths of the context (JSON), prompt and response stored at offset.
         self.lengths = [array("I", bytes(4 * size)) if keep_text else array("I") for _ in range(3)]
@@ -208,6 +209,8 @@ class InteractionIndex:
                 if i is None:
                     continue
                 self.read += 1
+                model[i] = self._model_code(row.model)
+                time[i] = row.timestamp
                 reason = _unusable(row.response, row.failed, row.incomplete)
                 if reason is not None:
                     state[i] = self.SKIPPED
@@ -222,8 +225,6 @@ class InteractionIndex:
                 group[i] = key = from_bytes(digest[:8])
                 test[i] = from_bytes(sha256(salt + key.to_bytes(8)).digest()[:8]) < cut
                 response[i] = from_bytes(sha256(norm(row.response).encode()).digest()[:8])
-                model[i] = self._model_code(row.model)
-                time[i] = row.timestamp
                 state[i] = usable
                 if store is not None:
                     offset[i] = end
@@ -235,7 +236,7 @@ class InteractionIndex:
                     )  # fmt: skip
                     end += ctx_len[i] + prompt_len[i] + response_len[i]
             for i in by_id.values():
-                state[i] = self.SKIPPED
+                state[i] = self.MISSING
                 self.skipped["interaction not found"] += 1
             if progress is not None:
                 progress("interactions", min(start + _CHUNK_IDS, total), total)
@@ -251,9 +252,13 @@ class InteractionIndex:
         return code
 
     def model_name(self, i: int) -> str | None:
-        """The model of interaction ``i`` (None when it was not recorded)."""
+        """The model of interaction ``i`` (None when it was not recorded or not read)."""
         code = self.model[i]
         return None if code < 0 else self.models[code]
+
+    def found(self, i: int) -> bool:
+        """True when interaction ``i`` was read (usable or not)."""
+        return self.state[i] in (self.USABLE, self.SKIPPED)
 
     def usable(self, i: int) -> bool:
         """True when interaction ``i`` was read and has usable text."""
