@@ -101,7 +101,10 @@ def new_id() -> str:
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59-23:59: raised as ValueError so pydantic names the field
+        raise ValueError("date is out of range once converted to UTC") from None
 
 
 class _Model(BaseModel):
