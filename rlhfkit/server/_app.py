@@ -14,7 +14,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import NotFoundError, RLHFError, StorageError, ValidationError, require
+import pydantic
+
+from ..errors import NotFoundError, RLHFError, StorageError, ValidationError, from_pydantic, require
 from ..storage.base import Storage
 from ._keys import KeyStore
 
@@ -130,6 +132,11 @@ def create_app(
         if first.get("type") == "json_invalid" or not field:
             field = "body"
         return error(422, "validation_error", str(first.get("msg", "invalid request")), field)
+
+    @app.exception_handler(pydantic.ValidationError)
+    async def _invalid_model(request: Any, exc: pydantic.ValidationError) -> Any:
+        refused = from_pydantic(exc)
+        return error(422, "validation_error", refused.message, refused.field)
 
     @app.exception_handler(NotFoundError)
     async def _not_found_reference(request: Any, exc: NotFoundError) -> Any:

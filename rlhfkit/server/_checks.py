@@ -22,17 +22,22 @@ _INT64 = 2**63 - 1
 
 
 def check_text(value: str | None, field: str, max_length: int | None = None) -> None:
-    """Refuse NUL characters and, with ``max_length``, strings longer than that."""
+    """Refuse NUL characters, lone surrogates and, with ``max_length``, strings longer than that."""
     if value is None:
         return
     if "\x00" in value:
         raise ValidationError(field, "must not contain NUL characters", value)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(field, "must be valid Unicode (no lone surrogates)", None) from None
     if max_length is not None and len(value) > max_length:
         raise ValidationError(field, f"must be at most {max_length} characters", value)
 
 
 def check_body_values(value: Any, field: str) -> None:
-    """Refuse NUL characters, non-finite floats and 64-bit-overflowing integers anywhere in ``value``."""
+    """Refuse NUL characters, lone surrogates, non-finite floats and 64-bit-overflowing integers anywhere in ``value``."""
     stack: list[tuple[Any, str]] = [(value, field)]
     while stack:
         item, where = stack.pop()
@@ -49,8 +54,8 @@ def check_body_values(value: Any, field: str) -> None:
         elif isinstance(item, dict):
             for key, sub in item.items():
                 name = f"{where}.{key}" if where else str(key)
-                if isinstance(key, str) and "\x00" in key:
-                    raise ValidationError(where, "keys must not contain NUL characters", key)
+                if isinstance(key, str):
+                    check_text(key, f"{where}.<key>" if where else "<key>")
                 stack.append((sub, name))
         elif isinstance(item, list):
             stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))

@@ -10,9 +10,10 @@ so the sender can keep or correct the batch as one unit.
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -31,7 +32,7 @@ from .._models import (
     RecordBatch,
     Sentiment,
 )
-from ..errors import NotFoundError, ValidationError
+from ..errors import NotFoundError, ValidationError, from_pydantic
 from ..storage.base import Storage
 from ._checks import MAX_ID, check_body_values, check_storable, check_text
 from ._ingest import ParsedPaths, parse_batch
@@ -52,6 +53,19 @@ _MEDIA_TYPES = {
 # --------------------------------------------------------------------------- bodies and replies
 
 
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_SPEC_OBJECT = {"type": "object", "description": "the spec's camelCase shape (CapturedInteraction / FeedbackEvent)"}
+_INTERACTION_ITEM = {"anyOf": [_ref("Interaction"), _SPEC_OBJECT]}
+_FEEDBACK_ITEM = {"anyOf": [_ref("Feedback"), _SPEC_OBJECT]}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 class BatchPayload(BaseModel):
     """The batch the instrumentation posts: ``{sessionId, interactions, timestamp}``, plus feedback and sessions.
 
@@ -64,16 +78,20 @@ class BatchPayload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     sessionId: str | None = Field(default=None, max_length=MAX_ID)
-    interactions: list[dict[str, Any]] = Field(default_factory=list)
-    feedback: list[dict[str, Any]] = Field(default_factory=list)
-    sessions: list[dict[str, Any]] = Field(default_factory=list)
+    interactions: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"items": _INTERACTION_ITEM}
+    )
+    feedback: list[dict[str, Any]] = Field(default_factory=list, json_schema_extra={"items": _FEEDBACK_ITEM})
+    sessions: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"items": _ref("FeedbackSession")}
+    )
     timestamp: float | str | None = None
 
 
 class FeedbackBatchPayload(BaseModel):
     """Several feedback records at once (Feedback or FeedbackEvent objects)."""
 
-    feedback: list[dict[str, Any]] = Field(min_length=1)
+    feedback: list[dict[str, Any]] = Field(min_length=1, json_schema_extra={"items": _FEEDBACK_ITEM})
 
 
 class IngestResult(BaseModel):
@@ -192,6 +210,29 @@ def _targets(feedback: Feedback) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- query parameters
 
 
+F = TypeVar("F", InteractionFilter, FeedbackFilter)
+
+
+def _filter(cls: type[F], **fields: Any) -> F:
+    """Build a filter from query parameters; a refused value is a 422 naming the parameter."""
+    try:
+        return cls(**fields)
+    except pydantic.ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """A query time in UTC (naive times are UTC); one out of range is a 422."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(field, "date is out of range once converted to UTC", None) from None
+
+
 def _finite(value: float | None, field: str) -> float | None:
     if value is not None and not math.isfinite(value):
         raise ValidationError(field, "must be a finite number", value)
@@ -221,7 +262,9 @@ def build_router() -> APIRouter:
         batch, paths = parse_batch(payload.interactions, payload.feedback, payload.sessions, payload.sessionId)
         return _store(storage, batch, paths)
 
-    @router.post("/interactions", tags=["ingest"], summary="Ingest one interaction")
+    @router.post(
+        "/interactions", tags=["ingest"], summary="Ingest one interaction", openapi_extra=_body(_INTERACTION_ITEM)
+    )
     def ingest_interaction(storage: Writer, interaction: Annotated[dict[str, Any], Body()]) -> IngestResult:
         """Store one interaction (rlhfkit or CapturedInteraction shape); idempotent on its id."""
         check_body_values(interaction, "")
@@ -231,7 +274,7 @@ def build_router() -> APIRouter:
             raise ValidationError(_unprefix(exc.field, "interactions[0]"), exc.message, exc.value) from None
         return _store(storage, batch, _strip(paths, "interactions[0]"))
 
-    @router.post("/feedback", tags=["ingest"], summary="Ingest one feedback")
+    @router.post("/feedback", tags=["ingest"], summary="Ingest one feedback", openapi_extra=_body(_FEEDBACK_ITEM))
     def ingest_feedback(storage: Writer, feedback: Annotated[dict[str, Any], Body()]) -> IngestResult:
         """Store one feedback of any of the five types; 422 when its interaction is unknown."""
         check_body_values(feedback, "")
@@ -282,7 +325,8 @@ def build_router() -> APIRouter:
         """Interactions matching every filter given, in id order; ``next_cursor`` pages on."""
         _strings({"user_id": user_id, "session_id": session_id, "models": models, "provider": provider,
                   "search": search, "ids": ids, "after_id": after_id})
-        flt = InteractionFilter(
+        flt = _filter(
+            InteractionFilter,
             start_time=start_time, end_time=end_time, user_id=user_id, session_id=session_id, models=models,
             provider=provider, has_feedback=has_feedback, feedback_types=feedback_types,
             min_rating=_finite(min_rating, "min_rating"), max_rating=_finite(max_rating, "max_rating"),
@@ -313,7 +357,8 @@ def build_router() -> APIRouter:
         """Feedback matching every filter given, in id order; ``next_cursor`` pages on."""
         _strings({"user_id": user_id, "session_id": session_id, "interaction_ids": interaction_ids,
                   "source": source, "model": model, "ids": ids, "after_id": after_id})
-        flt = FeedbackFilter(
+        flt = _filter(
+            FeedbackFilter,
             start_time=start_time, end_time=end_time, user_id=user_id, session_id=session_id,
             interaction_ids=interaction_ids, types=types, min_rating=_finite(min_rating, "min_rating"),
             max_rating=_finite(max_rating, "max_rating"), sentiment=sentiment, source=source, model=model,
@@ -325,7 +370,7 @@ def build_router() -> APIRouter:
     @router.get("/stats", tags=["read"], summary="Feedback statistics")
     def stats(storage: Reader, start_time: datetime | None = None, end_time: datetime | None = None) -> FeedbackStats:
         """Aggregates over interactions and feedback whose timestamp is in [start_time, end_time)."""
-        return storage.feedback_stats(start_time, end_time)
+        return storage.feedback_stats(_utc(start_time, "start_time"), _utc(end_time, "end_time"))
 
     @router.get("/analytics", tags=["read"], summary="Analytics: stats, trends, leaderboard")
     def analytics(
@@ -336,7 +381,7 @@ def build_router() -> APIRouter:
     ) -> AnalyticsResult:
         """Statistics plus trends, leaderboard and agreement when the analytics module provides them."""
         _strings({"models": models})
-        flt = InteractionFilter(start_time=start_time, end_time=end_time, models=models)
+        flt = _filter(InteractionFilter, start_time=start_time, end_time=end_time, models=models)
         from .. import analytics as module
 
         build = getattr(module, "build_analytics", None)
@@ -344,7 +389,7 @@ def build_router() -> APIRouter:
             result = build(storage, flt)
             if isinstance(result, AnalyticsResult):
                 return result
-        return AnalyticsResult(stats=storage.feedback_stats(start_time, end_time))
+        return AnalyticsResult(stats=storage.feedback_stats(flt.start_time, flt.end_time))
 
     @router.get(
         "/export",
@@ -364,7 +409,7 @@ def build_router() -> APIRouter:
         from .._export import export_stream
 
         chunks = export_stream(
-            storage, format, start_time=start_time, end_time=end_time,
+            storage, format, start_time=_utc(start_time, "start_time"), end_time=_utc(end_time, "end_time"),
             include_interactions=kind in ("all", "interactions"), include_feedback=kind in ("all", "feedback"),
         )
         name = f"rlhf-{kind}.{format.value}"

@@ -153,6 +153,9 @@ def test_malformed_bodies_get_422_naming_the_field(collector: Collector, project
                               "headers": {**project.headers, "Content-Type": "application/json"}}, "metadata.x"),
         ("/v1/feedback", {"json": {"interaction_id": "x", "type": "rating", "data": {"type": "binary", "value": "up"}}},
          "data.binary.value"),
+        ("/v1/interactions", {"content": b'{"prompt": "x", "metadata": {"a": "\\ud801"}}',
+                              "headers": {**project.headers, "Content-Type": "application/json"}}, "metadata.a"),
+        ("/v1/interactions", {"json": _interaction(timestamp="9999-12-31T23:59:59-23:59")}, "timestamp"),
     ]
     for path, kwargs, field in cases:
         if "headers" in kwargs:
@@ -234,6 +237,9 @@ def test_filters_sessions_stats_and_detail(collector: Collector, project: Projec
     bad = get("/v1/interactions", limit=0)
     assert (bad.status_code, bad.json()["field"]) == (422, "limit")
     assert get("/v1/interactions", min_rating="nan").status_code == 422
+    far = get("/v1/interactions", start_time="9999-12-31T23:59:59-23:59")
+    assert (far.status_code, far.json()["field"]) == (422, "start_time")
+    assert get("/v1/stats", end_time="0001-01-01T00:00:00+23:59").status_code == 422
 
 
 def test_export_streams_a_download(collector: Collector, project: Project) -> None:
