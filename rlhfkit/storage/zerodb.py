@@ -268,17 +268,19 @@ class ZeroDBStorage:
         seen: set[str] = set()
         sessions: dict[str, FeedbackSession] = {}
         for data in self._rows(kind, filters):
-            record_id = data.get(rows_.ID)
-            if kind == rows_.SESSION:
-                sessions[str(record_id)] = rows_.decode(data)  # type: ignore[assignment]
+            record_id = str(data.get(rows_.ID))
+            if kind != rows_.SESSION and record_id in seen:
                 continue
-            if record_id in seen:
-                continue
-            seen.add(str(record_id))
             try:
-                yield rows_.decode(data)
+                record = rows_.decode(data)
             except ValueError:
                 logger.warning("skipping a ZeroDB row that is not a valid %s: id %r", kind, record_id)
+                continue
+            if isinstance(record, FeedbackSession):
+                sessions[record_id] = record
+            else:
+                seen.add(record_id)
+                yield record
         yield from sessions.values()
 
     def _by_ids(self, kind: str, ids: Iterable[str]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from rlhfkit.storage.zerodb import ZeroDBStorage
 from tests.zerodb.emulator import EmulatorServer, ZeroDBEmulator
 
-FAST = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 2.0, "read_wait_s": 10.0}
+FAST = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 2.0, "read_wait_s": 60.0}
 """Tiny backoffs so that retries happen within a test's few seconds."""
 
 
@@ -25,9 +25,10 @@ def _shared_server() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def shared(_shared_server: EmulatorServer) -> Iterator[EmulatorServer]:
-    """The shared emulator, with scripted faults cleared before and after the test."""
+    """The shared emulator, with scripted faults and their counts cleared before and after the test."""
     em = _shared_server.emulator
     em.faults.clear()
+    em.faulted.clear()
     em.slow_inserts = 0
     yield _shared_server
     em.faults.clear()
