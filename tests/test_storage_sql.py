@@ -26,7 +26,7 @@ EXPECTED_SCHEMA = {
         "project", "id", "interaction_id", "type", "timestamp", "user_id", "session_id", "source", "model", "value",
         "rating_value", "max_rating", "sentiment", "data", "metadata",
     ],
-    "feedback_targets": ["project", "feedback_id", "interaction_id", "role", "timestamp"],
+    "feedback_targets": ["project", "feedback_id", "interaction_id", "role", "timestamp", "interaction_timestamp"],
     "feedback_dimensions": ["project", "feedback_id", "dimension", "score", "timestamp"],
     "feedback_pairs": [
         "project", "feedback_id", "preferred_id", "alternative_id", "timestamp", "preferred_model", "alternative_model",
@@ -50,7 +50,11 @@ EXPECTED_INDEXES = {
         "ix_feedback_project_stats": ["project", "type", "model", "sentiment", "timestamp", "value"],
         "ix_feedback_project_type_value": ["project", "type", "value", "timestamp"],
     },
-    "feedback_targets": {"ix_feedback_targets_project_interaction": ["project", "interaction_id", "timestamp"]},
+    "feedback_targets": {
+        "ix_feedback_targets_project_interaction_times": [
+            "project", "interaction_id", "timestamp", "interaction_timestamp",
+        ],
+    },
     "feedback_dimensions": {
         "ix_feedback_dimensions_project_dimension": ["project", "dimension", "timestamp", "score"],
     },
@@ -95,7 +99,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
     storage = SQLStorage(f"sqlite:///{tmp_path / 'new.db'}")
-    assert storage.upgrade() == [1, 2]
+    assert storage.upgrade() == [1, 2, 3]
     assert storage.upgrade() == []
     assert sorted(sa.inspect(storage.engine).get_table_names()) == sorted(EXPECTED_SCHEMA)
     tables, indexes = _schema(storage)
@@ -103,7 +107,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     assert indexes == EXPECTED_INDEXES
     with storage.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT version, name FROM schema_migrations").all()
-    assert rows == [(1, "initial"), (2, "stats_tables")]
+    assert rows == [(1, "initial"), (2, "stats_tables"), (3, "target_times")]
     storage.close()
 
 
@@ -280,8 +284,38 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     first = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
     assert first.exit_code == 0, first.output
-    assert "applied migrations: 001, 002" in first.output
+    assert "applied migrations: 001, 002, 003" in first.output
     again = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
     assert "up to date" in again.output
     status = CliRunner().invoke(app, ["db", "status", "--db", url])
     assert "001_initial: applied" in status.output
+
+
+def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
+    """A database left at migration 1, with data, upgrades to the latest schema and its stats stay right."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    storage = SQLStorage(url)
+    storage.initialize()
+    storage.write(dataset())
+    expected = storage.feedback_stats()
+    with storage.engine.begin() as connection:  # back to the shape and content of version 1
+        for statement in (
+            "DROP TABLE feedback_dimensions",
+            "DROP TABLE feedback_pairs",
+            "DROP INDEX ix_interactions_project_model_timestamp_latency",
+            "DROP INDEX ix_feedback_project_stats",
+            "DROP INDEX ix_feedback_project_type_value",
+            "DROP INDEX ix_feedback_targets_project_interaction_times",
+            "ALTER TABLE feedback_targets DROP COLUMN interaction_timestamp",
+            "CREATE INDEX ix_interactions_project_model_timestamp ON interactions (project, model, timestamp)",
+            "CREATE INDEX ix_feedback_targets_project_interaction ON feedback_targets (project, interaction_id, timestamp)",
+            "DELETE FROM schema_migrations WHERE version > 1",
+        ):
+            connection.exec_driver_sql(statement)
+    storage.close()
+    upgraded = SQLStorage(url)
+    assert upgraded.upgrade() == [2, 3]
+    tables, indexes = _schema(upgraded)
+    assert tables == EXPECTED_SCHEMA and indexes == EXPECTED_INDEXES
+    assert upgraded.feedback_stats() == expected
+    upgraded.close()

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _sql_schema as schema
 
-__all__ = ["MIGRATIONS", "applied_versions", "m001_initial", "m002_stats_tables", "upgrade"]
+__all__ = ["MIGRATIONS", "applied_versions", "m001_initial", "m002_stats_tables", "m003_target_times", "upgrade"]
 
 logger = logging.getLogger("rlhfkit.storage.sql")
 
@@ -81,9 +81,27 @@ def m002_stats_tables(connection: Any) -> None:
     ))  # fmt: skip
 
 
+def m003_target_times(connection: Any) -> None:
+    """Give feedback_targets the interaction's timestamp, so "interactions with feedback" is one index scan."""
+    columns = {c["name"] for c in sa.inspect(connection).get_columns("feedback_targets")}
+    if "interaction_timestamp" not in columns:
+        connection.execute(sa.text("ALTER TABLE feedback_targets ADD COLUMN interaction_timestamp BIGINT"))
+        connection.execute(sa.text(
+            "UPDATE feedback_targets SET interaction_timestamp = (SELECT i.timestamp FROM interactions AS i "
+            "WHERE i.project = feedback_targets.project AND i.id = feedback_targets.interaction_id)"
+        ))  # fmt: skip
+    existing = {i["name"] for i in sa.inspect(connection).get_indexes("feedback_targets")}
+    if "ix_feedback_targets_project_interaction" in existing:
+        connection.execute(sa.text("DROP INDEX ix_feedback_targets_project_interaction"))
+    for index in schema.feedback_targets.indexes:
+        if index.name not in existing:
+            index.create(connection)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (1, "initial", m001_initial),
     (2, "stats_tables", m002_stats_tables),
+    (3, "target_times", m003_target_times),
 ]
 """(version, name, function), in the order they run."""
 

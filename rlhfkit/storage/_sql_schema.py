@@ -132,12 +132,16 @@ feedback_targets = sa.Table(
     sa.Column("interaction_id", sa.String(200), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("interaction_timestamp", sa.BigInteger),
     sa.PrimaryKeyConstraint("project", "feedback_id", "interaction_id", name="pk_feedback_targets"),
-    sa.Index("ix_feedback_targets_project_interaction", "project", "interaction_id", "timestamp"),
+    sa.Index(
+        "ix_feedback_targets_project_interaction_times", "project", "interaction_id", "timestamp", "interaction_timestamp"
+    ),
 )
 """Every interaction a feedback is about: ``role`` is ``subject`` (its
 interaction_id), ``preferred`` or ``alternative`` (comparisons); ``timestamp``
-is the feedback's."""
+is the feedback's, ``interaction_timestamp`` the interaction's when it was
+stored before the feedback (NULL otherwise: readers fall back to a lookup)."""
 
 feedback_dimensions = sa.Table(
     "feedback_dimensions",

@@ -83,6 +83,9 @@ def create_sql_engine(url: str) -> Any:
         cursor.execute("PRAGMA busy_timeout = 30000")
         if not memory:
             cursor.execute("PRAGMA journal_mode = WAL")
+            # Aggregates scan whole indexes: a larger page cache and memory-mapped reads halve their time.
+            cursor.execute("PRAGMA mmap_size = 1073741824")
+        cursor.execute("PRAGMA cache_size = -32768")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
@@ -220,8 +223,11 @@ class SQLStorage:
             sql("feedback", rows.FEEDBACK_COLUMNS, ", model", f", {lookup}"),
             [(*rows.feedback_row(p, f), p, f.interaction_id) for f in new],
         )
-        targets = [r for f in new for r in rows.target_rows(p, f)]
-        connection.exec_driver_sql(sql("feedback_targets", rows.TARGET_COLUMNS), targets)
+        targets = [(*r, p, r[2]) for f in new for r in rows.target_rows(p, f)]
+        when = "(SELECT timestamp FROM interactions WHERE project = ? AND id = ?)"
+        connection.exec_driver_sql(
+            sql("feedback_targets", rows.TARGET_COLUMNS, ", interaction_timestamp", f", {when}"), targets
+        )
         dimensions = [r for f in new for r in rows.dimension_rows(p, f)]
         if dimensions:
             connection.exec_driver_sql(sql("feedback_dimensions", rows.DIMENSION_COLUMNS), dimensions)
@@ -271,7 +277,15 @@ class SQLStorage:
             new = [f for f in feedback if f.id in new_ids]
             targets = [r for f in new for r in rows.target_rows(p, f)]
             if targets:
-                copy("feedback_targets", rows.TARGET_COLUMNS, targets, plain.format(table="feedback_targets"))
+                picked = ", ".join(f"t.{c}" for c in rows.TARGET_COLUMNS)
+                copy(
+                    "feedback_targets",
+                    rows.TARGET_COLUMNS,
+                    targets,
+                    f"INSERT INTO feedback_targets ({{names}}, interaction_timestamp) SELECT {picked}, i.timestamp "
+                    "FROM {temp} t LEFT JOIN interactions i ON i.project = t.project AND i.id = t.interaction_id "
+                    "ON CONFLICT DO NOTHING",
+                )
             dimensions = [r for f in new for r in rows.dimension_rows(p, f)]
             if dimensions:
                 copy("feedback_dimensions", rows.DIMENSION_COLUMNS, dimensions, plain.format(table="feedback_dimensions"))
