@@ -32,6 +32,8 @@ _COMMAND_MODULES = [
     "_db",
     "_serve",
     "_keys",
+    "_export",
+    "_stats",
 ]
 
 
