@@ -96,39 +96,40 @@ class ChildRun:
     result: Any
     wall_s: float
     peak_rss_mb: float
+    timed_out: bool = False
 
 
 def run_child(module: str, func: str, kwargs: dict[str, Any] | None = None, timeout_s: float = 900.0) -> ChildRun:
     """Run ``bench.<module>.<func>(**kwargs)`` in a fresh interpreter; its JSON result, time and peak RSS.
 
-    The child prints its result as the last line of stdout; its stderr passes through.
+    The child prints its result as the last line of stdout; its stderr passes
+    through. A child still running after ``timeout_s`` is killed and the run
+    comes back with ``timed_out`` set and no result.
     """
+    import threading
+
     command = [sys.executable, "-m", "bench._child", module, func, json.dumps(kwargs or {})]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    deadline = start + timeout_s
-    out_chunks: list[str] = []
-    assert process.stdout is not None
-    # Read stdout to the end (the child may print a lot), then reap it with wait4 for its own rusage.
-    while True:
-        line = process.stdout.readline()
-        if not line:
-            break
-        out_chunks.append(line)
-        if time.perf_counter() > deadline:
-            process.kill()
-            break
-    _pid, status, usage = os.wait4(process.pid, 0)
+    killer = threading.Timer(timeout_s, process.kill)
+    killer.start()
+    try:
+        assert process.stdout is not None
+        output = process.stdout.read()
+        # Reap with wait4 for this child's own rusage (RUSAGE_CHILDREN would mix every child so far).
+        _pid, status, usage = os.wait4(process.pid, 0)
+    finally:
+        killer.cancel()
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
+    peak = usage.ru_maxrss / 1024.0  # kilobytes on Linux
+    if wall >= timeout_s and process.returncode != 0:
+        return ChildRun(result=None, wall_s=wall, peak_rss_mb=peak, timed_out=True)
     if process.returncode != 0:
-        tail = "".join(out_chunks[-5:])
-        raise RuntimeError(f"child bench.{module}.{func} exited with {process.returncode}: {tail}")
-    lines = [line for line in out_chunks if line.strip()]
-    result = json.loads(lines[-1]) if lines else None
-    # ru_maxrss is in kilobytes on Linux.
-    return ChildRun(result=result, wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024.0)
+        raise RuntimeError(f"child bench.{module}.{func} exited with {process.returncode}: {output[-500:]}")
+    lines = [line for line in output.splitlines() if line.strip()]
+    return ChildRun(result=json.loads(lines[-1]) if lines else None, wall_s=wall, peak_rss_mb=peak)
 
 
 def machine() -> dict[str, Any]:

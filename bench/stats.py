@@ -28,9 +28,9 @@ def available() -> str | None:
 def run(quick: bool = False) -> list[Result]:
     """Time the stats calls on the fixture."""
     from rlhfkit import StorageBackend, create_rlhf_logger
+    from rlhfkit.storage._sql_schema import from_micros
 
     from ._fixtures import BASE_US, SPAN_US, sqlite_fixture
-    from rlhfkit.storage._sql_schema import from_micros
 
     n = 20_000 if quick else 1_000_000
     path = sqlite_fixture(n, n)
