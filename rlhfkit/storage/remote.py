@@ -51,7 +51,9 @@ def batch_payload(batch: RecordBatch) -> dict[str, Any]:
     The spec's ``{sessionId, interactions, timestamp}`` plus our ``feedback``
     and ``sessions`` lists; records use rlhfkit's own field names.
     """
-    session_id = next((i.session_id for i in batch.interactions if i.session_id), None)
+    # The collector gives sessionId to interactions without one: only send it when all share it.
+    sessions = {i.session_id for i in batch.interactions}
+    session_id = sessions.pop() if len(sessions) == 1 else None
     return {
         "sessionId": session_id,
         "interactions": [i.model_dump(mode="json", exclude_defaults=True) for i in batch.interactions],
