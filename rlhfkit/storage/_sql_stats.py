@@ -184,8 +184,8 @@ def _rating_median(connection: Any, project: str, start: Any, end: Any, count: i
         .limit(1 if count % 2 else 2)
         .offset((count - 1) // 2)
     )
-    middle = list(connection.execute(query).scalars())
-    return 1.0 + 4.0 * sum(middle) / len(middle)
+    middle: list[float] = list(connection.execute(query).scalars())
+    return float(1.0 + 4.0 * sum(middle) / len(middle))
 
 
 def _rating_distribution(connection: Any, project: str, start: Any, end: Any) -> dict[int, int]:

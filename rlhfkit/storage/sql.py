@@ -75,7 +75,6 @@ def create_sql_engine(url: str) -> Any:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
-    @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Manage transactions ourselves: pysqlite's implicit BEGIN cannot take the write lock up front.
         dbapi_connection.isolation_level = None
@@ -89,11 +88,12 @@ def create_sql_engine(url: str) -> Any:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
-    @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         write = connection.get_execution_options().get("rlhfkit_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
+    sa.event.listen(engine, "connect", _on_connect)
+    sa.event.listen(engine, "begin", _on_begin)
     return engine
 
 
