@@ -117,6 +117,8 @@ def merge_context(
     base: ContextData, request: Mapping[str, Any] | None, scope: Mapping[str, Any] | None
 ) -> ContextData:
     """``base`` overlaid with the web request's values and the hand-set scope (later wins)."""
+    if not request and not scope:
+        return base.model_copy()
     data = base.model_dump()
     custom = dict(data.get("custom") or {})
     for layer in (request, scope):

@@ -191,8 +191,13 @@ class RLHFInstrumentation:
             self._in_process = True
             try:
                 pending = self._pending
+                # On the worker, let go of the GIL between records, so a caller
+                # thread waking up from I/O never waits a whole switch interval.
+                on_worker = threading.current_thread() is self._worker
                 while pending:
                     self._handle(pending.popleft())
+                    if on_worker:
+                        time.sleep(0)
                 if self._destinations and self._buffer.undelivered:
                     only_logger = all(isinstance(d, LoggerDestination) for d in self._destinations)
                     self._deliver(everything=only_logger)

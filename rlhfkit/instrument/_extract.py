@@ -19,6 +19,8 @@ __all__ = ["extract", "jsonable"]
 
 logger = logging.getLogger("rlhfkit.instrument")
 
+_MISSING = object()
+_RAW_TYPES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
 _ROLES = frozenset({"user", "assistant", "system", "tool", "developer", "function"})
 _NOT_PARAMS = frozenset(
     {
@@ -39,9 +41,28 @@ def _g(obj: Any, name: str, default: Any = None) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise."""
     if obj is None:
         return default
+    if isinstance(obj, dict):  # TypedDict params and raw JSON
+        return obj.get(name, default)
+    value = getattr(obj, name, _MISSING)
+    if value is not _MISSING:
+        return value
     if isinstance(obj, Mapping):
         return obj.get(name, default)
-    return getattr(obj, name, default)
+    return default
+
+
+def _first(obj: Any, *names: str) -> Any:
+    """The first of ``names`` that ``obj`` has (OpenAI's chat and responses usages differ)."""
+    if obj is None:
+        return None
+    fields = getattr(type(obj), "model_fields", None)
+    for name in names:
+        if fields is not None and name not in fields and name not in (getattr(obj, "model_extra", None) or {}):
+            continue
+        value = _g(obj, name)
+        if value is not None:
+            return value
+    return None
 
 
 def _is_omitted(value: Any) -> bool:
@@ -136,9 +157,9 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 def _raw_body(result: Any) -> Any:
     """The parsed JSON of a raw (``with_raw_response``) result, the result itself otherwise."""
-    http_response = getattr(result, "http_response", None)
-    if http_response is None or not hasattr(result, "retries_taken"):
+    if type(result).__name__ not in _RAW_TYPES:
         return result
+    http_response = result.http_response
     try:
         return json.loads(http_response.content)
     except Exception:
@@ -166,10 +187,10 @@ def _openai_chat_request(kwargs: Mapping[str, Any]) -> tuple[str, list[Message]]
 def _openai_usage(usage: Any) -> TokenUsage | None:
     if usage is None:
         return None
-    prompt = _int(_g(usage, "prompt_tokens", _g(usage, "input_tokens"))) or 0
-    completion = _int(_g(usage, "completion_tokens", _g(usage, "output_tokens"))) or 0
-    prompt_details = _g(usage, "prompt_tokens_details", _g(usage, "input_tokens_details"))
-    completion_details = _g(usage, "completion_tokens_details", _g(usage, "output_tokens_details"))
+    prompt = _int(_first(usage, "prompt_tokens", "input_tokens")) or 0
+    completion = _int(_first(usage, "completion_tokens", "output_tokens")) or 0
+    prompt_details = _first(usage, "prompt_tokens_details", "input_tokens_details")
+    completion_details = _first(usage, "completion_tokens_details", "output_tokens_details")
     return TokenUsage(
         prompt=prompt,
         completion=completion,
