@@ -170,7 +170,12 @@ class StorageContract:
         changed = dataset()
         changed.interactions[0].response = "Lyon."
         changed.feedback[0] = changed.feedback[0].model_copy(update={"source": "other"})
+        changed.feedback[9] = changed.feedback[9].model_copy(
+            update={"data": changed.feedback[9].data.model_copy(update={"alternative_ids": ["i05"]})}
+        )
         filled.write(changed)
+        assert filled.get_interaction("i05").feedback_ids == []
+        assert filled.get_feedback("f10").data.alternative_ids == ["i03"]
         assert len(list(filled.iter_interactions(InteractionFilter()))) == 5
         assert len(list(filled.iter_feedback(FeedbackFilter()))) == 12
         assert filled.get_interaction("i01").response == "Paris."
@@ -203,6 +208,12 @@ class StorageContract:
         storage.write(RecordBatch(feedback=list(reversed(data.feedback))))
         assert ids(storage.iter_interactions(InteractionFilter())) == ["i01", "i02", "i03", "i04", "i05"]
         assert ids(storage.iter_feedback(FeedbackFilter())) == [f"f{n:02d}" for n in range(1, 13)]
+
+    def test_id_order_is_byte_order(self, storage: Storage) -> None:
+        """Ids sort by their bytes (upper case before lower case), whatever the database's collation."""
+        storage.write(RecordBatch(interactions=[Interaction(id=x, prompt="p") for x in ("b1", "a1", "B1", "A1")]))
+        assert ids(storage.iter_interactions(InteractionFilter())) == ["A1", "B1", "a1", "b1"]
+        assert ids(storage.iter_interactions(InteractionFilter(after_id="B1"))) == ["a1", "b1"]
 
     # ------------------------------------------------------------------ interaction filters
 
