@@ -87,7 +87,8 @@ def create_app(
         app = create_app("postgresql://collector@db/rlhf", cors_origins=["https://app.example.com"])
         uvicorn.run(app, host="0.0.0.0", port=8484)
     """
-    fastapi = require("fastapi", "server")
+    require("fastapi", "server")
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -109,7 +110,7 @@ def create_app(
             from ._keys import MemoryKeyStore
 
             keys = MemoryKeyStore()
-    app = fastapi.FastAPI(
+    app = FastAPI(
         title=title,
         version="1",
         description="Collects LLM interactions and human feedback; serves them back per project.",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._models import (
     AnalyticsResult,
+    ComparativeData,
     ExportFormat,
     Feedback,
     FeedbackFilter,
@@ -57,9 +58,9 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_SPEC_OBJECT = {"type": "object", "description": "the spec's camelCase shape (CapturedInteraction / FeedbackEvent)"}
-_INTERACTION_ITEM = {"anyOf": [_ref("Interaction"), _SPEC_OBJECT]}
-_FEEDBACK_ITEM = {"anyOf": [_ref("Feedback"), _SPEC_OBJECT]}
+_SPEC_OBJECT: Any = {"type": "object", "description": "the spec's camelCase shape (CapturedInteraction / FeedbackEvent)"}
+_INTERACTION_ITEM: Any = {"anyOf": [_ref("Interaction"), _SPEC_OBJECT]}
+_FEEDBACK_ITEM: Any = {"anyOf": [_ref("Feedback"), _SPEC_OBJECT]}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -200,9 +201,9 @@ def _store(storage: Storage, batch: RecordBatch, paths: ParsedPaths) -> IngestRe
 
 def _targets(feedback: Feedback) -> list[tuple[str, str]]:
     data = feedback.data
-    if data.type == "comparative":
-        return [("data.preferred_id", data.preferred_id)] + [  # type: ignore[union-attr]
-            (f"data.alternative_ids[{i}]", other) for i, other in enumerate(data.alternative_ids)  # type: ignore[union-attr]
+    if isinstance(data, ComparativeData):
+        return [("data.preferred_id", data.preferred_id)] + [
+            (f"data.alternative_ids[{i}]", other) for i, other in enumerate(data.alternative_ids)
         ]
     return [("interaction_id", feedback.interaction_id)]
 

@@ -160,7 +160,7 @@ class RemoteStorage:
         """Wait up to ``timeout_s`` for delivery; return how many records remain undelivered."""
         return self.sender.flush(timeout_s)
 
-    def close(self, timeout_s: float = 10.0) -> int:  # type: ignore[override]
+    def close(self, timeout_s: float = 10.0) -> int:
         """Deliver what can be delivered within ``timeout_s``, stop, and return the records left.
 
         Records left stay in the spool and are sent by the next RemoteStorage
