@@ -37,6 +37,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a minute or two")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=BENCHMARKS, help="run only these benchmarks")
     parser.add_argument("--json", type=Path, help="where to write the results (default bench/.cache/results[-quick].json)")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached database fixtures first")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and whether they can run")
     return parser.parse_args(argv)
 
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             reason = module.available()
             console.print(f"{name:18} {module.TITLE}" + (f"  [yellow](not runnable: {reason})[/yellow]" if reason else ""))
         return 0
+    if args.rebuild:
+        from . import _fixtures
+
+        _fixtures.REBUILD = True
     info = machine()
     console.print(f"[bold]rlhfkit benchmarks[/bold] ({'quick' if args.quick else 'full'}) on {info}")
     results: list[Result] = []

@@ -4,9 +4,10 @@ The schema comes from ``SQLStorage(...).initialize()`` and the records are
 written by ``SQLStorage.write`` itself in batches of 5,000, so every derived
 row (feedback targets, dimensions, comparison pairs ...) is exactly what the
 backend writes, whatever it writes today. A built database is checked by
-reading records back and reused by later runs while the schema, the row code
-(``_sql_rows.py``) and this generator are unchanged; a change rebuilds it
-(about two minutes for 1M + 1M on a quiet 2-core machine).
+reading records back and reused by later runs while the schema and this
+generator are unchanged; a change rebuilds it (minutes for 1M + 1M).
+``python -m bench --rebuild`` forces a rebuild (after a change in what the
+backend derives from a record without a schema change).
 
 The data: every prompt is answered by four models (four interactions in a
 row share a prompt); each feedback is about a pseudo-random interaction (so
@@ -131,7 +132,7 @@ def feedback_fields(j: int, n_interactions: int) -> dict[str, Any]:
 
 
 def schema_key() -> str:
-    """A hash of the schema ``SQLStorage.initialize()`` creates today and of the row code (the cache key)."""
+    """A hash of the schema ``SQLStorage.initialize()`` creates today (the cache key)."""
     path = cache_dir() / f"schema-probe-{os.getpid()}.db"
     try:
         storage = _init_schema(path)
@@ -142,10 +143,7 @@ def schema_key() -> str:
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    import rlhfkit.storage._sql_rows as rows
-
-    code = Path(rows.__file__).read_text()
-    return hashlib.sha256(f"{GENERATOR_VERSION}\n{sql}\n{code}".encode()).hexdigest()[:12]
+    return hashlib.sha256(f"{GENERATOR_VERSION}\n{sql}".encode()).hexdigest()[:12]
 
 
 def _init_schema(path: Path) -> Any:
@@ -197,11 +195,17 @@ def check_readable(url: str) -> None:
         storage.close()
 
 
+REBUILD = False
+"""Set by ``python -m bench --rebuild``: build each fixture again once in this run."""
+_rebuilt: set[Path] = set()
+
+
 def sqlite_fixture(n_interactions: int, n_feedback: int, log: Any = print) -> Path:
     """The path of a cached SQLite database with these counts, built on first use."""
     path = cache_dir() / f"sqlite-{n_interactions}-{n_feedback}-{schema_key()}.db"
-    if path.exists():
+    if path.exists() and (not REBUILD or path in _rebuilt):
         return path
+    _rebuilt.add(path)
     for old in cache_dir().glob(f"sqlite-{n_interactions}-{n_feedback}-*.db*"):
         old.unlink()
     log(f"building {path.name} (cached for later runs)")
