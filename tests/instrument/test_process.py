@@ -47,5 +47,7 @@ def test_public_names_are_exported() -> None:
     """Every name in __all__ exists and has a docstring."""
     for name in instrument_module.__all__:
         value = getattr(instrument_module, name)
-        if callable(value) and not isinstance(value, type(instrument_module.request_context)):
-            assert getattr(value, "__doc__", None), name
+        if name in {"Instrumentor", "Middleware", "StorageKind"}:  # type aliases
+            continue
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__doc__, name

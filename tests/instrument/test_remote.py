@@ -22,7 +22,9 @@ class _Collector(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
-        self.bodies.append((self.path, json.loads(self.rfile.read(length)), self.headers.get("authorization")))
+        self.bodies.append(
+            (self.path, json.loads(self.rfile.read(length)), self.headers.get("authorization"))
+        )
         data = b'{"accepted": true}'
         self.send_response(200)
         self.send_header("content-type", "application/json")
