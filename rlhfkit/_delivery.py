@@ -152,17 +152,21 @@ def _after_fork_in_child() -> None:
         sender._reinit_after_fork()
 
 
-def _close_all_at_exit() -> None:
+def _flush_all_at_exit() -> None:
+    # Flush, not close: exit handlers of the loggers may still hand over
+    # batches after this one ran; those are spooled and sent by the next process.
     for sender in list(_live):
         try:
-            sender.close(timeout_s=sender.exit_timeout_s)
+            remaining = sender.flush(timeout_s=sender.exit_timeout_s)
+            if remaining:
+                logger.warning("%d records not yet delivered stay in the spool %s", remaining, sender.root)
         except Exception:
-            logger.exception("closing the sender at exit failed")
+            logger.exception("flushing the sender at exit failed")
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)
+atexit.register(_flush_all_at_exit)
 
 
 class Sender:
