@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -57,6 +58,27 @@ def _table(results: list[Result], title: str) -> Any:
     return table
 
 
+def markdown(results: list[Result], info: dict[str, Any], timings: dict[str, float], loads: dict[str, float]) -> str:
+    """The results as a Markdown section for BENCHMARKS.md: machine, then one table."""
+    cpu = info.get("cpu", {})
+    lines = [
+        f"Measured {info['date_utc']} on {info['nproc']} CPUs ({cpu.get('Model name', '?')}), "
+        f"{info.get('memory_total_mb', 0) // 1024} GB RAM, Python {info['python']}; "
+        f"load average at start {info['loadavg_at_start'][0]:.1f}.",
+        "",
+        "| benchmark | measure | value | target | status | note |",
+        "|---|---|--:|---|---|---|",
+    ]
+    for r in results:
+        status = "" if r.ok is None else ("met" if r.ok else "**missed**")
+        value = "error" if r.unit == "error" else fmt(r.value, r.unit)
+        lines.append(f"| {r.bench} | {r.measure} | {value} | {r.target} | {status} | {r.note} |")
+    lines += ["", "Seconds per benchmark (1-minute load average before it): " + ", ".join(
+        f"{name} {seconds:.0f} s ({loads.get(name, 0):.1f})" for name, seconds in timings.items()
+    )]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected benchmarks; exit status 0 even when targets are missed (they are figures, not tests)."""
     from rich.console import Console
@@ -78,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"[bold]rlhfkit benchmarks[/bold] ({'quick' if args.quick else 'full'}) on {info}")
     results: list[Result] = []
     timings: dict[str, float] = {}
+    loads: dict[str, float] = {}
     for name in names:
         module = importlib.import_module(f"bench.{name}")
         reason = module.available()
@@ -86,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(Result(name, "not run", None, "", note=reason))
             continue
         console.print(f"[bold]- {name}[/bold]: {module.TITLE}")
+        loads[name] = os.getloadavg()[0]
         start = time.perf_counter()
         try:
             produced = module.run(quick=args.quick)
@@ -105,9 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     console.print(_table(results, title))
     path = args.json or CACHE / ("results-quick.json" if args.quick else "results.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": info, "quick": args.quick, "seconds": timings, "results": [r.as_dict() for r in results]}
+    payload = {
+        "machine": info, "quick": args.quick, "seconds": timings, "loadavg_before": loads,
+        "results": [r.as_dict() for r in results],
+    }  # fmt: skip
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    console.print(f"results written to {path}; total {sum(timings.values()):.0f} s")
+    md = path.with_suffix(".md")
+    md.write_text(markdown(results, info, timings, loads))
+    console.print(f"results written to {path} and {md} (Markdown for BENCHMARKS.md); total {sum(timings.values()):.0f} s")
     return 0
 
 
