@@ -172,6 +172,8 @@ class SQLStorage:
         """
         from . import _sql_rows as rows
 
+        if not len(batch):
+            return
         interactions = [rows.interaction_row(self.project, i) for i in batch.interactions]
         feedback: list[Feedback] = []
         seen: set[str] = set()
@@ -239,25 +241,34 @@ class SQLStorage:
             )
 
     def _write_postgres(self, connection: Any, interactions: list[Any], feedback: list[Feedback]) -> None:
+        raw = connection.connection.driver_connection
+        created: set[str] = connection.connection.info.setdefault("rlhfkit_temp_tables", set())
+        try:
+            self._copy_all(raw, created, interactions, feedback)
+        except BaseException:
+            created.clear()  # a rolled-back transaction takes the temporary tables it created with it
+            raise
+
+    def _copy_all(self, raw: Any, created: set[str], interactions: list[Any], feedback: list[Feedback]) -> None:
         from . import _sql_rows as rows
 
         p = self.project
-        raw = connection.connection.driver_connection
         with raw.cursor() as cursor:
 
             def copy(table: str, columns: Sequence[str], records: list[Any], insert: str) -> list[Any]:
                 """COPY records into a temporary twin of ``table``, then run ``insert`` (which reads ``t``)."""
                 temp = f"_rlhfkit_{table}"
-                cursor.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-                )
+                if temp not in created:  # temporary tables live as long as the pooled connection
+                    cursor.execute(
+                        f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) "
+                        "ON COMMIT DELETE ROWS"
+                    )
+                    created.add(temp)
                 with cursor.copy(f"COPY {temp} ({', '.join(columns)}) FROM STDIN") as pipe:
                     for record in records:
                         pipe.write_row(record)
                 cursor.execute(insert.format(temp=temp, names=", ".join(columns)))
-                returned = cursor.fetchall() if cursor.description else []
-                cursor.execute(f"TRUNCATE {temp}")
-                return returned
+                return cursor.fetchall() if cursor.description else []
 
             plain = "INSERT INTO {table} ({{names}}) SELECT {{names}} FROM {{temp}} t ON CONFLICT DO NOTHING"
             if interactions:
