@@ -38,12 +38,13 @@ def krippendorff_alpha(
     if n < 2:
         return None
     if metric == "interval":
-        values = [float(v) for u in pairable for v in u]  # type: ignore[arg-type]
+        numbers = [[float(v) for v in u] for u in pairable]  # type: ignore[arg-type]
+        values = [v for u in numbers for v in u]
         observed = 0.0
-        for unit in pairable:
-            m = len(unit)
-            s1 = sum(float(v) for v in unit)  # type: ignore[arg-type]
-            s2 = sum(float(v) ** 2 for v in unit)  # type: ignore[arg-type]
+        for unit_values in numbers:
+            m = len(unit_values)
+            s1 = sum(unit_values)
+            s2 = sum(v * v for v in unit_values)
             observed += 2 * (m * s2 - s1 * s1) / (m - 1)
         total1, total2 = sum(values), sum(v * v for v in values)
         expected = 2 * (n * total2 - total1 * total1)

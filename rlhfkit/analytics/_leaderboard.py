@@ -108,7 +108,7 @@ def bradley_terry(
         ]
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     scale = 400 / math.log(10)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, model in enumerate(models):
         se = math.sqrt(max(covariance[i][i], 0.0)) if covariance is not None else float("nan")
         won = int(wins[i])

@@ -36,21 +36,21 @@ class Observations:
 
     table: SignalTable
     index: InteractionIndex
-    interaction: array = field(default_factory=lambda: array("I"))
+    interaction: array[int] = field(default_factory=lambda: array("I"))
     """SignalTable position of each feedback's interaction."""
-    day: array = field(default_factory=lambda: array("i"))
+    day: array[int] = field(default_factory=lambda: array("i"))
     """UTC day number (days since 1970-01-01) of each feedback."""
-    kind: array = field(default_factory=lambda: array("B"))
-    score: array = field(default_factory=lambda: array("d"))
+    kind: array[int] = field(default_factory=lambda: array("B"))
+    score: array[float] = field(default_factory=lambda: array("d"))
     """0..1 score of each feedback (NaN when it has none)."""
-    user: array = field(default_factory=lambda: array("i"))
+    user: array[int] = field(default_factory=lambda: array("i"))
     """Annotator code (-1 when anonymous); names in ``users``."""
-    sentiment: array = field(default_factory=lambda: array("b"))
+    sentiment: array[int] = field(default_factory=lambda: array("b"))
     users: list[str] = field(default_factory=list)
     dimensions: list[str] = field(default_factory=list)
-    dim_feedback: array = field(default_factory=lambda: array("I"))
-    dim_code: array = field(default_factory=lambda: array("H"))
-    dim_score: array = field(default_factory=lambda: array("d"))
+    dim_feedback: array[int] = field(default_factory=lambda: array("I"))
+    dim_code: array[int] = field(default_factory=lambda: array("H"))
+    dim_score: array[float] = field(default_factory=lambda: array("d"))
     complaints: list[tuple[int, str]] = field(default_factory=list)
     """(feedback ordinal, text) of negative comments."""
     keep: Callable[[int], bool] = lambda i: True

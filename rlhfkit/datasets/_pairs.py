@@ -121,7 +121,9 @@ class PairBuilder:
         wanted = set(votes)
         capped = False
         for s in signals:
-            scored = sorted(((m[s], c) for c, m in enumerate(means) if m[s] is not None), key=lambda t: (-t[0], t[1]))
+            scored: list[tuple[float, int]] = sorted(
+                ((v, c) for c, m in enumerate(means) if (v := m[s]) is not None), key=lambda t: (-t[0], t[1])
+            )
             found, cut = _widest_pairs([v for v, _ in scored], self.min_margin, self.max_pairs)
             capped = capped or cut
             for hi, lo in found:

@@ -11,6 +11,7 @@ fine-tuning: ``{"input": {"messages": [...]}, "preferred_output": [assistant],
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from ._format import (
     FLOAT,
@@ -69,6 +70,7 @@ def rows(build: Build, wanted: list[int]) -> Iterator[Row]:
             context, prompt, chosen = texts[pair.chosen]
             rejected = texts[pair.rejected][2]
             build.notes["pairs from comparisons" if pair.from_comparison else "pairs from scores only"] += 1
+            row: dict[str, Any]
             if o.target == "openai":
                 row = {
                     "input": {"messages": chat(context, prompt)},
