@@ -313,8 +313,15 @@ def _message(summary: DatasetSummary) -> str:
     return f"Empty {summary.kind} dataset: {why}."
 
 
+_SPLIT_RULE = """Train / test split by prompt: a prompt's key is the first 8 bytes of the
+sha256 of its normalised context and text (NFKC, whitespace collapsed); the
+prompt is in ``test`` when the sha256 of the seed, a NUL byte and the key,
+read as a 64-bit number, is below ``test_fraction`` of 2**64. Every example of
+a prompt is in the same split, the same one on every run with the same seed."""
+
+
 def _rules(kind: str) -> str:
-    texts = [_KINDS[kind].__doc__ or ""]
+    texts = [_KINDS[kind].__doc__ or "", _SPLIT_RULE]
     if kind == "preference":
         texts.append(_pairs.__doc__ or "")
     texts.append((_collect.__doc__ or "").rsplit("\n\n", 1)[-1])
