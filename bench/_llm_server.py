@@ -3,7 +3,7 @@
 ``python -m bench._llm_server`` starts ``rlhfkit.testing.FakeLLMServer`` with
 no pacing (so that timing differences come from the client side) and a sink
 that answers 200 to every POST (Langfuse's OTLP and ingestion endpoints,
-anything else), with TCP_NODELAY on both, prints ``READY <llm_port> <sink_port>`` and serves until its
+anything else), prints ``READY <llm_port> <sink_port>`` and serves until its
 stdin closes. Running them outside the measured process keeps their threads
 off the client's GIL.
 """
@@ -22,7 +22,7 @@ REPLY = (
 
 class _Sink(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+    disable_nagle_algorithm = True  # headers and body are two writes: no Nagle delay between them
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet."""
@@ -45,11 +45,7 @@ def main() -> None:
     """Serve until stdin closes."""
     from rlhfkit.testing import FakeLLMServer
 
-    llm = FakeLLMServer(reply=REPLY, first_chunk_delay_s=0.0, chunk_delay_s=0.0)
-    # Its handler writes headers and body separately; without TCP_NODELAY, Nagle's algorithm and
-    # delayed ACKs add ~40 ms to every non-streaming reply.
-    llm._httpd.RequestHandlerClass.disable_nagle_algorithm = True
-    llm.start()
+    llm = FakeLLMServer(reply=REPLY, first_chunk_delay_s=0.0, chunk_delay_s=0.0).start()
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     sink.daemon_threads = True
     threading.Thread(target=sink.serve_forever, daemon=True).start()
