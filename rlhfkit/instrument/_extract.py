@@ -57,7 +57,11 @@ def _first(obj: Any, *names: str) -> Any:
         return None
     fields = getattr(type(obj), "model_fields", None)
     for name in names:
-        if fields is not None and name not in fields and name not in (getattr(obj, "model_extra", None) or {}):
+        if (
+            fields is not None
+            and name not in fields
+            and name not in (getattr(obj, "model_extra", None) or {})
+        ):
             continue
         value = _g(obj, name)
         if value is not None:

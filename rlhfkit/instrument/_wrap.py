@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._calls import Call, current_call, wrap_async_stream, wrap_stream
+from ._calls import Call, _hook_aclose, _hook_close, current_call, wrap_async_stream, wrap_stream
 from ._context import _scope, request_context
 
 if TYPE_CHECKING:
@@ -49,6 +49,11 @@ def _copy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
+def _is_async_response(http_response: Any) -> bool:
+    stream = getattr(http_response, "stream", None)
+    return hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__")
+
+
 def _observe_parsed(call: Call, parsed: Any, types: SDKTypes) -> None:
     if call.stream or call.done:
         return
@@ -62,7 +67,17 @@ def _observe_raw(call: Call, raw: Any, types: SDKTypes) -> None:
     call.retries_taken = getattr(raw, "retries_taken", None)
     if not getattr(raw, "_stream", False):
         call.result = raw
-        call.finish("returned")
+        http_response = raw.http_response
+        if hasattr(http_response, "_content") or http_response.is_closed:
+            call.finish("returned")
+            return
+        # with_streaming_response: the body is read later, inside the caller's
+        # block; the call is over when that block closes the response.
+        if inspect.iscoroutinefunction(type(http_response).aclose) and _is_async_response(http_response):
+            _hook_aclose(http_response, call)
+        else:
+            _hook_close(http_response, call)
+        call.finalizer = weakref.finalize(raw, call.finish, "gc")
         return
     # A raw streaming response becomes a Stream only when the caller parses it.
     cls_parse = type(raw).parse

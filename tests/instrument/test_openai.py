@@ -321,3 +321,24 @@ async def test_async_stream_helper_and_raw(aoai: openai.AsyncOpenAI, inst: RLHFI
     assert by_prompt["async helper"].response == final.choices[0].message.content
     assert by_prompt["async raw"].response == parsed.choices[0].message.content
     assert by_prompt["async responses"].response == rfinal.output_text
+
+
+def test_with_streaming_response_is_captured_when_its_block_closes(
+    oai: openai.OpenAI, inst: RLHFInstrumentation
+) -> None:
+    """with_streaming_response reads the body inside the caller's block; the call is captured when it closes."""
+    with oai.chat.completions.with_streaming_response.create(
+        model="m", messages=user("streamed raw")
+    ) as response:
+        completion = response.parse()
+    i = only(inst)
+    assert i.response == completion.choices[0].message.content and i.response
+
+
+async def test_async_with_streaming_response(aoai: openai.AsyncOpenAI, inst: RLHFInstrumentation) -> None:
+    """The async with_streaming_response is captured when its block closes."""
+    async with aoai.chat.completions.with_streaming_response.create(
+        model="m", messages=user("async sr")
+    ) as response:
+        completion = await response.parse()
+    assert only(inst).response == completion.choices[0].message.content
