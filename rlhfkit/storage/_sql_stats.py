@@ -100,7 +100,9 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
         .where(f.c.project == project, f.c.type.in_(_TYPES), f.c.model.is_(None), *_window(f.c.timestamp, start, end))
         .group_by(f.c.type, sa.text("m"), f.c.sentiment)
     )
-    grouped = [*connection.execute(known), *connection.execute(unknown)]
+    grouped = [*connection.execute(known)]
+    if _has_feedback_without_model(connection, project):
+        grouped += connection.execute(unknown)
     by_type: dict[str, int] = defaultdict(int)
     binary, text = BinaryStats(), TextStats()
     rating_count, rating_sum, multi_count, multi_sum = 0, 0.0, 0, 0.0
@@ -161,6 +163,13 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
         start_time=start,
         end_time=end,
     )
+
+
+def _has_feedback_without_model(connection: Any, project: str) -> bool:
+    """Whether any feedback lacks its model (cheap: a seek per type in the stats index)."""
+    f = schema.feedback
+    query = sa.select(sa.literal(1)).where(f.c.project == project, f.c.type.in_(_TYPES), f.c.model.is_(None)).limit(1)
+    return connection.execute(query).first() is not None
 
 
 def _interactions_with_feedback(connection: Any, project: str, start: Any, end: Any) -> int:
@@ -234,12 +243,37 @@ def _comparisons(connection: Any, project: str, start: Any, end: Any, count: int
     return stats
 
 
-def _percentile(ordered: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def _latency_ranks(
+    connection: Any, project: str, groups: list[tuple[int, str | None, int]], size: int
+) -> dict[tuple[int, str], tuple[float, float]]:
+    """p50 and p95 latency per (bucket, model, latency count), interpolated like numpy's default.
+
+    Each percentile reads at most two rows with ORDER BY latency LIMIT/OFFSET
+    over one (model, bucket) range of the covering index, so no latency list
+    leaves the database.
+    """
+    i = schema.interactions
+    result: dict[tuple[int, str], tuple[float, float]] = {}
+    for bucket_no, name, count in groups:
+        if not count:
+            continue
+        model_is = i.c.model.is_(None) if name is None else i.c.model == name
+        base = sa.select(i.c.latency).where(
+            i.c.project == project,
+            model_is,
+            i.c.timestamp >= bucket_no * size,
+            i.c.timestamp < (bucket_no + 1) * size,
+            i.c.latency.is_not(None),
+        )
+        percentiles = []
+        for q in (0.5, 0.95):
+            position = (count - 1) * q
+            low = math.floor(position)
+            rows = list(connection.execute(base.order_by(i.c.latency).limit(2).offset(low)).scalars())
+            high = rows[1] if len(rows) > 1 and low + 1 < count else rows[0]
+            percentiles.append(float(rows[0] + (high - rows[0]) * (position - low)))
+        result[(bucket_no, name or UNKNOWN_MODEL)] = (percentiles[0], percentiles[1])
+    return result
 
 
 def timeseries(
@@ -256,7 +290,6 @@ def timeseries(
     size = _BUCKET_MICROS[bucket]
     i = schema.interactions
     items: dict[tuple[int, str], dict[str, Any]] = {}
-    latencies: dict[tuple[int, str], list[float]] = defaultdict(list)
 
     def item(b: int, name: str | None) -> dict[str, Any]:
         key = (b, name or UNKNOWN_MODEL)
@@ -269,41 +302,56 @@ def timeseries(
         return items[key]
 
     extra = [] if model is None else [i.c.model == model]
+    where = [i.c.project == project, *_window(i.c.timestamp, start, end), *extra]
+    b = (i.c.timestamp // size).label("b")
     query = (
-        sa.select((i.c.timestamp // size).label("b"), i.c.model, sa.func.count())
-        .where(i.c.project == project, *_window(i.c.timestamp, start, end), *extra)
-        .group_by(sa.text("b"), i.c.model)
+        sa.select(b, i.c.model, sa.func.count(), sa.func.avg(i.c.latency), sa.func.count(i.c.latency))
+        .where(*where)
+        .group_by(i.c.model, b)
     )
-    for b, name, count in connection.execute(query):
-        item(int(b), name)["interactions"] += count
-    query = sa.select((i.c.timestamp // size).label("b"), i.c.model, i.c.latency).where(
-        i.c.project == project, *_window(i.c.timestamp, start, end), i.c.latency.is_not(None), *extra
-    )
-    for b, name, latency in connection.execute(query):
-        latencies[(int(b), name or UNKNOWN_MODEL)].append(latency)
-
-    rows = _feedback_rows(project, start, end)
-    query = sa.select(
-        (rows.c.timestamp // size).label("b"),
-        rows.c.m,
-        sa.func.count(),
-        _case_sum(sa.and_(rows.c.type == "binary", rows.c.value > 0)),
-        _case_sum(sa.and_(rows.c.type == "binary", rows.c.value < 0)),
-        _case_sum(rows.c.type == "rating"),
-        _case_sum(rows.c.type == "rating", 1 + 4 * rows.c.value),
-    ).group_by(sa.text("b"), rows.c.m)
-    if model is not None:
-        query = query.where(rows.c.m == model)
-    for b, name, count, up, down, ratings, rating_sum in connection.execute(query):
-        entry = item(int(b), name)
-        entry.update(feedback=count, thumbs_up=up or 0, thumbs_down=down or 0)
-        if ratings:
-            entry["average_rating"] = float(rating_sum) / ratings
-
-    for key, values in latencies.items():
-        values.sort()
+    groups = []
+    for bucket_no, name, count, average, latencies in connection.execute(query):
+        entry = item(int(bucket_no), name)
+        entry["interactions"] += count
+        entry["average_latency_ms"] = None if average is None else float(average)
+        groups.append((int(bucket_no), name, int(latencies)))
+    for key, values in _latency_ranks(connection, project, groups, size).items():
         entry = item(*key)
-        entry["average_latency_ms"] = sum(values) / len(values)
-        entry["p50_latency_ms"] = _percentile(values, 0.5)
-        entry["p95_latency_ms"] = _percentile(values, 0.95)
+        entry["p50_latency_ms"], entry["p95_latency_ms"] = values
+
+    f = schema.feedback
+    sums = (
+        sa.func.count(),
+        _case_sum(sa.and_(f.c.type == "binary", f.c.value > 0)),
+        _case_sum(sa.and_(f.c.type == "binary", f.c.value < 0)),
+        _case_sum(f.c.type == "rating"),
+        _case_sum(f.c.type == "rating", 1 + 4 * f.c.value),
+    )
+    fb = (f.c.timestamp // size).label("b")
+    where = [f.c.project == project, *_window(f.c.timestamp, start, end)]
+    known = sa.select(fb, f.c.model, *sums).where(*where, f.c.model.is_not(None)).group_by(f.c.model, fb)
+    if model is not None:
+        known = known.where(f.c.model == model)
+    looked_up = feedback_model(project).label("m")
+    unknown = (
+        sa.select(fb, looked_up, *sums)
+        .where(*where, f.c.type.in_(_TYPES), f.c.model.is_(None))
+        .group_by(sa.text("m"), fb)
+    )
+    if model is not None:
+        unknown = unknown.where(looked_up == model)
+    grouped = [*connection.execute(known)]
+    if _has_feedback_without_model(connection, project):
+        grouped += connection.execute(unknown)
+    for bucket_no, name, count, up, down, ratings, rating_sum in grouped:
+        entry = item(int(bucket_no), name)
+        entry["feedback"] += count
+        entry["thumbs_up"] += up or 0
+        entry["thumbs_down"] += down or 0
+        if ratings:
+            entry["_ratings"] = entry.get("_ratings", 0) + ratings
+            entry["_rating_sum"] = entry.get("_rating_sum", 0.0) + float(rating_sum)
+    for entry in items.values():
+        if "_ratings" in entry:
+            entry["average_rating"] = entry.pop("_rating_sum") / entry.pop("_ratings")
     return [items[key] for key in sorted(items)]
