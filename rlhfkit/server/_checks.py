@@ -8,17 +8,47 @@ field, so that no request can fail inside the database.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from .._models import ComparativeData, RatingData, RecordBatch
 from ..errors import ValidationError
 
-__all__ = ["check_body_values", "check_storable", "check_text"]
+__all__ = ["BodyScan", "check_body_values", "check_storable", "check_text"]
 
 MAX_ID = 200
 _INT32 = 2**31 - 1
-_INT64 = 2**63 - 1
+
+
+class BodyScan:
+    """Hooks for ``json.loads`` that note whether a body holds a value a database refuses.
+
+    NaN and infinities (also from overflowing literals such as ``1e400``) are
+    noted while parsing; NUL and surrogate escapes are found in the raw text.
+    Only a noted body is walked by :func:`check_body_values` (to name the field).
+    """
+
+    def __init__(self) -> None:
+        self.suspect = False
+
+    def parse_float(self, text: str) -> float:
+        """Parse a JSON number with a fraction or exponent."""
+        value = float(text)
+        if not math.isfinite(value):
+            self.suspect = True
+        return value
+
+    def parse_constant(self, name: str) -> float:
+        """Parse NaN, Infinity or -Infinity (which JSON does not allow, and Python's parser does)."""
+        self.suspect = True
+        return float(name)
+
+    def loads(self, body: bytes) -> Any:
+        """``json.loads(body)`` with the hooks; also notes NUL and surrogate escapes."""
+        if b"\\u0000" in body or b"\\ud" in body or b"\\uD" in body:
+            self.suspect = True
+        return json.loads(body, parse_float=self.parse_float, parse_constant=self.parse_constant)
 
 
 def check_text(value: str | None, field: str, max_length: int | None = None) -> None:
@@ -37,20 +67,18 @@ def check_text(value: str | None, field: str, max_length: int | None = None) -> 
 
 
 def check_body_values(value: Any, field: str) -> None:
-    """Refuse NUL characters, lone surrogates, non-finite floats and 64-bit-overflowing integers anywhere in ``value``."""
+    """Refuse NUL characters, lone surrogates and non-finite floats anywhere in ``value``.
+
+    Integers are checked where they reach an integer column (:func:`check_storable`).
+    """
     stack: list[tuple[Any, str]] = [(value, field)]
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
             check_text(item, where)
-        elif isinstance(item, bool) or item is None:
-            continue
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise ValidationError(where, "must be a finite number", item)
-        elif isinstance(item, int):
-            if not -_INT64 - 1 <= item <= _INT64:
-                raise ValidationError(where, "is out of the 64-bit integer range", item)
         elif isinstance(item, dict):
             for key, sub in item.items():
                 name = f"{where}.{key}" if where else str(key)
@@ -61,31 +89,46 @@ def check_body_values(value: Any, field: str) -> None:
             stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
 
 
+def _length(value: str | None, field: str, max_length: int) -> None:
+    if value is not None and len(value) > max_length:
+        raise ValidationError(field, f"must be at most {max_length} characters", value)
+
+
 def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_paths: list[str]) -> None:
-    """Refuse what a SQL column cannot hold (lengths and integer ranges), naming the field."""
+    """Refuse what a SQL column cannot hold (lengths and integer ranges), naming the field.
+
+    NUL characters, surrogates and non-finite numbers are refused earlier, by
+    :func:`check_body_values` on the request body.
+    """
     for interaction, where in zip(batch.interactions, interaction_paths, strict=False):
         for name, limit in (("model", MAX_ID), ("provider", 100), ("user_id", MAX_ID), ("session_id", MAX_ID)):
-            check_text(getattr(interaction, name), f"{where}.{name}".lstrip("."), limit)
+            value = getattr(interaction, name)
+            if value is not None and len(value) > limit:
+                _length(value, _at(where, name), limit)
         usage = interaction.token_usage
         if usage is not None:
             for name in ("prompt", "completion", "total", "cached", "reasoning"):
                 count = getattr(usage, name)
                 if count is not None and count > _INT32:
-                    raise ValidationError(f"{where}.token_usage.{name}".lstrip("."), f"must be at most {_INT32}", count)
+                    raise ValidationError(_at(where, f"token_usage.{name}"), f"must be at most {_INT32}", count)
     for feedback, where in zip(batch.feedback, feedback_paths, strict=False):
         for name in ("interaction_id", "user_id", "session_id", "source"):
-            check_text(getattr(feedback, name), f"{where}.{name}".lstrip("."), MAX_ID)
+            _length(getattr(feedback, name), _at(where, name), MAX_ID)
         data = feedback.data
         if isinstance(data, RatingData) and data.max_rating > _INT32:
-            raise ValidationError(f"{where}.data.max_rating".lstrip("."), f"must be at most {_INT32}", data.max_rating)
+            raise ValidationError(_at(where, "data.max_rating"), f"must be at most {_INT32}", data.max_rating)
         if isinstance(data, ComparativeData):
-            check_text(data.preferred_id, f"{where}.data.preferred_id".lstrip("."), MAX_ID)
+            _length(data.preferred_id, _at(where, "data.preferred_id"), MAX_ID)
             for i, other in enumerate(data.alternative_ids):
-                check_text(other, f"{where}.data.alternative_ids[{i}]".lstrip("."), MAX_ID)
+                _length(other, _at(where, f"data.alternative_ids[{i}]"), MAX_ID)
     for i, session in enumerate(batch.sessions):
-        check_text(session.id, f"sessions[{i}].id", MAX_ID)
-        check_text(session.user_id, f"sessions[{i}].user_id", MAX_ID)
+        _length(session.id, f"sessions[{i}].id", MAX_ID)
+        _length(session.user_id, f"sessions[{i}].user_id", MAX_ID)
         for j, other in enumerate(session.interaction_ids):
-            check_text(other, f"sessions[{i}].interaction_ids[{j}]", MAX_ID)
+            _length(other, f"sessions[{i}].interaction_ids[{j}]", MAX_ID)
         for j, other in enumerate(session.feedback_ids):
-            check_text(other, f"sessions[{i}].feedback_ids[{j}]", MAX_ID)
+            _length(other, f"sessions[{i}].feedback_ids[{j}]", MAX_ID)
+
+
+def _at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name

@@ -70,14 +70,19 @@ def _text(message: Any, where: str) -> str:
     raise ValidationError(f"{where}.content", "must be a string or a list of content parts", content)
 
 
+_SPEC_KEYS = frozenset({"sessionId", "usage", "feedback"})
+
+
 def _is_captured(raw: dict[str, Any]) -> bool:
-    return (
-        isinstance(raw.get("prompt"), dict)
-        or isinstance(raw.get("response"), dict)
-        or any(k in raw for k in ("sessionId", "usage", "feedback"))
-        or isinstance(raw.get("timestamp"), int | float)
-        or (isinstance(raw.get("metrics"), dict) and "totalResponseTime" in raw["metrics"])
-    )
+    if isinstance(raw.get("prompt"), dict) or isinstance(raw.get("response"), dict):
+        return True
+    if not _SPEC_KEYS.isdisjoint(raw):
+        return True
+    timestamp = raw.get("timestamp")
+    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+        return True
+    metrics = raw.get("metrics")
+    return isinstance(metrics, dict) and "totalResponseTime" in metrics
 
 
 def _usage(usage: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:

@@ -91,15 +91,15 @@ def test_batch_payload_of_the_spec_is_converted(collector: Collector, project: P
     assert [f["data"] for f in detail["feedback"]] == [{"type": "binary", "value": "thumbs_up"}]
 
 
-def test_ingest_is_idempotent_and_counts_duplicates(collector: Collector, project: Project) -> None:
-    """The same batch posted twice is stored once; the second reply counts every record as a duplicate."""
+def test_ingest_is_idempotent(collector: Collector, project: Project) -> None:
+    """The same batch posted twice is accepted twice and stored once."""
     records = [_interaction() for _ in range(5)]
     feedback = [_thumbs(records[0]["id"])]
     payload = {"sessionId": None, "interactions": records, "feedback": feedback, "timestamp": 0}
     first = httpx.post(f"{collector.url}/v1/interactions/batch", json=payload, headers=project.headers).json()
     second = httpx.post(f"{collector.url}/v1/interactions/batch", json=payload, headers=project.headers).json()
-    assert (first["accepted"], first["duplicates"]) == (6, 0)
-    assert (second["accepted"], second["duplicates"]) == (6, 6)
+    assert first["accepted"] == second["accepted"] == 6
+    assert first["ids"] == [r["id"] for r in records] + [feedback[0]["id"]]
     assert project.storage.count_interactions(InteractionFilter()) == 5
     assert project.storage.count_feedback() == 1
 
@@ -156,6 +156,18 @@ def test_malformed_bodies_get_422_naming_the_field(collector: Collector, project
         ("/v1/interactions", {"content": b'{"prompt": "x", "metadata": {"a": "\\ud801"}}',
                               "headers": {**project.headers, "Content-Type": "application/json"}}, "metadata.a"),
         ("/v1/interactions", {"json": _interaction(timestamp="9999-12-31T23:59:59-23:59")}, "timestamp"),
+        ("/v1/interactions/batch", {"content": b'{"interactions": [{"prompt": "x", "metadata": {"big": 1e400}}]}',
+                                    "headers": {**project.headers, "Content-Type": "application/json"}},
+         "interactions[0].metadata.big"),
+        ("/v1/interactions/batch", {"content": b'{"interactions": [{"prompt": "x"}, {"prompt": "a\\u0000"}]}',
+                                    "headers": {**project.headers, "Content-Type": "application/json"}},
+         "interactions[1].prompt"),
+        ("/v1/interactions/batch", {"content": b'{"interactions": [{"prompt": "x", "metadata": {"n": NaN}}]}',
+                                    "headers": {**project.headers, "Content-Type": "application/json"}},
+         "interactions[0].metadata.n"),
+        ("/v1/interactions/batch", {"json": {"interactions": [_interaction(token_usage={"prompt": 2**40})]}},
+         "interactions[0].token_usage.prompt"),
+        ("/v1/interactions/batch", {"json": []}, "body"),
     ]
     for path, kwargs, field in cases:
         if "headers" in kwargs:
