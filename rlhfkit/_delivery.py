@@ -397,6 +397,29 @@ class Sender:
         _live.discard(self)
         return remaining
 
+    def retry_failed(self) -> int:
+        """Queue the batches kept under ``failed/`` again (after fixing a key, say); return their records."""
+        if self._closed:
+            from .errors import ClosedError
+
+            raise ClosedError("the sender is closed")
+        records = 0
+        with self._cond:
+            for path in sorted((self.root / _FAILED).glob(f"*{_SUFFIX}")):
+                try:
+                    size = path.stat().st_size
+                    os.rename(path, self.dir / path.name)
+                except OSError:
+                    continue
+                records += _records_of(path)
+                self._pending_records += _records_of(path)
+                self._pending_bytes += size
+            self._cond.notify_all()
+        if records:
+            _fsync_dir(self.dir)
+            self._ensure_thread()
+        return records
+
     # ------------------------------------------------------------------ the sender's thread
 
     def _ensure_thread(self) -> None:

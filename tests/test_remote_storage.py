@@ -95,10 +95,15 @@ def test_full_ingest_url_is_used_as_given(collector: Collector, project: Project
     assert project.storage.count_interactions(InteractionFilter()) == 7
 
 
-def test_wrong_key_is_a_failed_upload_not_a_retry_loop(collector: Collector, tmp_path: Path) -> None:
-    """A 401 (bad key) is not retried: the records are counted in failed_uploads and kept under failed/."""
+def test_wrong_key_is_a_failed_upload_not_a_retry_loop(collector: Collector, project: Project, tmp_path: Path) -> None:
+    """A 401 (bad key) is not retried but counted and kept under failed/; retry_failed with a good key delivers it."""
     storage = RemoteStorage(collector.url, api_key="rk_wrong", spool_dir=tmp_path / "s", max_backoff_s=0.2)
     storage.write(RecordBatch(interactions=interactions(4)))
     assert storage.close(timeout_s=20) == 0
     assert storage.failed_uploads == 4
     assert len(list((tmp_path / "s" / "failed").iterdir())) == 1
+    fixed = RemoteStorage(collector.url, api_key=project.key, spool_dir=tmp_path / "s", max_backoff_s=0.2)
+    assert fixed.retry_failed() == 4
+    assert fixed.close(timeout_s=20) == 0
+    assert project.storage.count_interactions(InteractionFilter()) == 4
+    assert list((tmp_path / "s" / "failed").iterdir()) == []

@@ -151,6 +151,10 @@ class RemoteStorage:
         """Records refused by :meth:`write` because the spool was full."""
         return self.sender.spool_full_drops
 
+    def retry_failed(self) -> int:
+        """Send the batches the collector refused again (kept under ``<spool>/failed``); return their records."""
+        return self.sender.retry_failed()
+
     # ------------------------------------------------------------------ lifecycle
 
     def initialize(self) -> None:
