@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -55,6 +56,21 @@ def _detail(response: Any) -> str:
     return str(detail if detail is not None else body)[:300]
 
 
+_live: weakref.WeakSet[ZeroDBHttp] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held the lock, or been building the
+    # client, at the moment of the fork; that thread does not exist here.
+    for http in list(_live):
+        http._lock = threading.Lock()
+        http._client = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class ZeroDBHttp:
     """One httpx client on ``base_url + path_prefix`` with the auth headers; re-created after fork."""
 
@@ -66,11 +82,13 @@ class ZeroDBHttp:
         self._client: Any = None
         self._pid = 0
         self._lock = threading.Lock()
+        _live.add(self)
 
-    def _http(self) -> Any:
+    def client(self) -> Any:
+        """The httpx client of this process (made on first use, and again after fork)."""
         with self._lock:
             if self._client is None or self._pid != os.getpid():
-                httpx = require("httpx", "zerodb")
+                httpx = require("httpx", "remote")
                 limits = httpx.Limits(max_connections=self.pool, max_keepalive_connections=self.pool)
                 self._client = httpx.Client(timeout=self.timeout_s, headers=self.headers, limits=limits)
                 self._pid = os.getpid()
@@ -78,9 +96,9 @@ class ZeroDBHttp:
 
     def request(self, method: str, path: str, body: Any = None, *, missing_ok: bool = False) -> Any:
         """Send one request; the decoded JSON answer, or None for a 404 when ``missing_ok``."""
-        httpx = require("httpx", "zerodb")
+        httpx = require("httpx", "remote")
         try:
-            response = self._http().request(method, self.root + path, json=body)
+            response = self.client().request(method, self.root + path, json=body)
         except httpx.HTTPError as exc:  # refused, reset, timed out, ...
             raise RetryLater(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         status = response.status_code

@@ -61,7 +61,7 @@ from ..analytics._stats import (
     matches_interaction,
     needs_feedback,
 )
-from ..errors import ConfigurationError, StorageError, ValidationError
+from ..errors import ConfigurationError, StorageError, ValidationError, require
 from . import _zerodb_rows as rows_
 from . import _zerodb_wire as wire
 from ._zerodb_client import ZeroDBHttp, ZeroDBSink
@@ -131,6 +131,7 @@ class ZeroDBStorage:
                 raise ValidationError(name, "must be positive", number)
         if embedding is not None and not callable(embedding):
             raise ValidationError("embedding", "must be a callable text -> list[float]", embedding)
+        require("httpx", "remote")  # a missing extra fails here, not in the sender
         api_key = api_key or os.environ.get("RLHFKIT_ZERODB_API_KEY") or os.environ.get("ZERODB_API_KEY")
         jwt = jwt or os.environ.get("RLHFKIT_ZERODB_JWT")
         if not api_key and not jwt:
@@ -160,6 +161,10 @@ class ZeroDBStorage:
             embedding=embedding,
             max_in_flight=max_in_flight,
         )
+        # Built now, in the caller's thread: httpx imports httpcore when its first client is
+        # made, and an import cut short by os.fork in another thread deadlocks the child.
+        self._http.client()
+        self.sink.http.client()
         address = f"zerodb:{self._http.root}/projects/{project_id}/{table_name}"
         self.spool_dir = Path(spool_dir) if spool_dir is not None else _default_spool_dir(address)
         self.sender = Sender(

@@ -205,3 +205,29 @@ def test_a_row_that_is_not_a_record_is_skipped_on_read(
         rows = shared.emulator.tables[(project, "rlhf_feedback")]
         rows["x"] = {"row_id": "x", "row_data": {"record_type": "interaction", "id": "bad", "prompt": ""}}
     assert len(list(storage.iter_interactions(InteractionFilter()))) == 2
+
+
+def test_fork_child_sends_its_own_records_and_the_parents_are_sent_once(
+    own_server: EmulatorServer, project: str, make_storage: Make
+) -> None:
+    """After os.fork the child delivers its records on its own connections; the parent's batch in flight lands once."""
+    import os
+
+    own_server.emulator.insert_delay_s = 0.05  # the parent's batch is still being sent when the process forks
+    storage = make_storage(own_server, project, max_in_flight=2)
+    before, child, after = batch(10, "before-fork"), batch(10, "child"), batch(10, "after-fork")
+    storage.write(before)
+    time.sleep(0.1)
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            storage.write(child)
+            code = 0 if storage.close(timeout_s=20) == 0 else 2
+        finally:
+            os._exit(code)
+    storage.write(after)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert storage.close(timeout_s=20) == 0
+    assert_stored_once(own_server, project, [before, child, after])
