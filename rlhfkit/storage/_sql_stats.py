@@ -24,7 +24,7 @@ from .._models import (
     RatingStats,
     TextStats,
 )
-from ..analytics._stats import UNKNOWN_MODEL
+from ..analytics._stats import UNKNOWN_MODEL, rating_bucket
 from ..errors import ValidationError
 from . import _sql_schema as schema
 from ._sql_rows import feedback_model
@@ -139,8 +139,7 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
     rating = RatingStats(count=rating_count)
     if rating_count:
         rating.average = rating_sum / rating_count
-        rating.median = _rating_median(connection, project, start, end, rating_count)
-        rating.distribution = _rating_distribution(connection, project, start, end)
+        rating.median, rating.distribution = _rating_median_and_distribution(connection, project, start, end)
 
     multi = MultiDimensionalStats(count=multi_count)
     if multi_count:
@@ -184,28 +183,35 @@ def _interactions_with_feedback(connection: Any, project: str, start: Any, end: 
     return int(connection.execute(query).scalar_one())
 
 
-def _rating_median(connection: Any, project: str, start: Any, end: Any, count: int) -> float:
+def _rating_median_and_distribution(
+    connection: Any, project: str, start: Any, end: Any
+) -> tuple[float, dict[int, int]]:
+    """The median (1..5 scale) and the per-star counts of the ratings in range.
+
+    Ratings take few distinct values, so one GROUP BY over the (type, value)
+    index, read in value order without sorting, yields both: the median from
+    the running count, the stars from each value's bucket.
+    """
     f = schema.feedback
     query = (
-        sa.select(f.c.value)
+        sa.select(f.c.value, sa.func.count())
         .where(f.c.project == project, f.c.type == "rating", *_window(f.c.timestamp, start, end))
+        .group_by(f.c.value)
         .order_by(f.c.value)
-        .limit(1 if count % 2 else 2)
-        .offset((count - 1) // 2)
     )
-    middle: list[float] = list(connection.execute(query).scalars())
-    return float(1.0 + 4.0 * sum(middle) / len(middle))
-
-
-def _rating_distribution(connection: Any, project: str, start: Any, end: Any) -> dict[int, int]:
-    """Ratings per star, from the counts at or above each star (no sort, one pass over ratings)."""
-    f = schema.feedback
-    on_five = 1 + 4 * f.c.value + 0.5  # the same arithmetic as rating_bucket: floor(x + 0.5) >= k iff x + 0.5 >= k
-    query = sa.select(sa.func.count(), *(_case_sum(on_five >= k) for k in range(2, 6))).where(
-        f.c.project == project, f.c.type == "rating", *_window(f.c.timestamp, start, end)
-    )
-    at_least = [int(n or 0) for n in connection.execute(query).one()] + [0]
-    return {k: at_least[k - 1] - at_least[k] for k in range(1, 6)}
+    counted = [(float(value), int(n)) for value, n in connection.execute(query)]
+    distribution = dict.fromkeys(range(1, 6), 0)
+    for value, n in counted:
+        distribution[rating_bucket(1 + 4 * value)] += n
+    total = sum(n for _, n in counted)
+    middle = [(total - 1) // 2, total // 2]  # the same rank twice when the count is odd
+    found: list[float] = []
+    seen = 0
+    for value, n in counted:
+        while len(found) < 2 and middle[len(found)] < seen + n:
+            found.append(value)
+        seen += n
+    return 1.0 + 4.0 * (found[0] + found[1]) / 2, distribution
 
 
 def _dimension_averages(connection: Any, project: str, start: Any, end: Any) -> dict[str, float]:
