@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
+from urllib.parse import quote
 
 from .._delivery import RetryLater, _retry_after
 from ..errors import DeliveryError, require
@@ -141,6 +142,7 @@ class ZeroDBSink:
     :class:`~rlhfkit._delivery.RetryLater` when any request should be tried
     again (the batch is sent again later; rows already stored are skipped),
     and :class:`RowsRefused` when rows were refused for good, naming how many.
+    ``project_id`` comes URL-quoted, as it goes in paths.
     """
 
     def __init__(
@@ -158,10 +160,11 @@ class ZeroDBSink:
         self.vector_namespace = vector_namespace
         self.embedding = embedding
         self.max_in_flight = max_in_flight
+        table = quote(table_name, safe="")
         self.tables_path = wire.TABLES_PATH.format(project_id=project_id)
-        self.rows_path = wire.ROWS_PATH.format(project_id=project_id, table=table_name)
-        self.query_path = wire.QUERY_PATH.format(project_id=project_id, table=table_name)
-        self.row_path = wire.ROW_PATH.replace("{project_id}", project_id).replace("{table}", table_name)
+        self.rows_path = wire.ROWS_PATH.format(project_id=project_id, table=table)
+        self.query_path = wire.QUERY_PATH.format(project_id=project_id, table=table)
+        self.row_path = wire.ROW_PATH.replace("{project_id}", project_id).replace("{table}", table)
         self.upsert_path = wire.VECTOR_UPSERT_PATH.format(project_id=project_id)
         self.vector_failures = 0
         self.embedding_failures = 0
@@ -274,7 +277,7 @@ class ZeroDBSink:
             self._insert(payload)
         elif kind == "replace":
             row_id, row = payload
-            self.http.request("PUT", self.row_path.format(row_id=row_id), {wire.ROW_DATA: row})
+            self.http.request("PUT", self.row_path.format(row_id=quote(str(row_id), safe="")), {wire.ROW_DATA: row})
         else:
             self._upsert_vector(payload)
 

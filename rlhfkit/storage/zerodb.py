@@ -34,12 +34,14 @@ Decisions where ZeroDB's documents are silent:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from .._delivery import RetryLater, Sender
 from .._models import (
@@ -129,6 +131,8 @@ class ZeroDBStorage:
         for name, number in (("timeout_s", timeout_s), ("max_spool_mb", max_spool_mb)):
             if number <= 0:
                 raise ValidationError(name, "must be positive", number)
+        if read_wait_s < 0:
+            raise ValidationError("read_wait_s", "must not be negative", read_wait_s)
         if embedding is not None and not callable(embedding):
             raise ValidationError("embedding", "must be a callable text -> list[float]", embedding)
         require("httpx", "remote")  # a missing extra fails here, not in the sender
@@ -155,7 +159,7 @@ class ZeroDBStorage:
         self._http = ZeroDBHttp(self.base_url, path_prefix, headers, timeout_s, pool=4)
         self.sink = ZeroDBSink(
             ZeroDBHttp(self.base_url, path_prefix, headers, timeout_s, pool=max_in_flight),
-            project_id=project_id,
+            project_id=quote(project_id, safe=""),
             table_name=table_name,
             vector_namespace=vector_table_name,
             embedding=embedding,
@@ -176,8 +180,8 @@ class ZeroDBStorage:
             max_retry_after_s=max_retry_after_s,
             name="rlhfkit-zerodb-sender",
         )
-        self._query_path = wire.QUERY_PATH.format(project_id=project_id, table=table_name)
-        self._search_path = wire.VECTOR_SEARCH_PATH.format(project_id=project_id)
+        self._query_path = self.sink.query_path
+        self._search_path = wire.VECTOR_SEARCH_PATH.format(project_id=quote(project_id, safe=""))
 
     # ------------------------------------------------------------------ counters
 
@@ -243,8 +247,6 @@ class ZeroDBStorage:
         """Spool ``batch`` for delivery (local disk only); raises StorageError when the spool is full."""
         if len(batch) == 0:
             return
-        import json
-
         body = json.dumps({"rows": rows_.encode_batch(batch)}, separators=(",", ":")).encode()
         self.sender.submit(body, records=len(batch))
 

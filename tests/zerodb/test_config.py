@@ -99,3 +99,12 @@ def test_logger_built_from_backend_config_delivers_everything(
         assert reader.write(RecordBatch()) is None
     finally:
         reader.close(timeout_s=0)
+
+
+def test_ids_with_spaces_are_quoted_in_paths(shared: EmulatorServer, make_storage: Make) -> None:
+    """A project id and table name with spaces reach the service intact and read back."""
+    storage = make_storage(shared, "team a", table_name="my table")
+    storage.write(batch(2, "quoted"))
+    assert storage.flush(timeout_s=10) == 0
+    assert sum(stored_ids(shared, "team a", "my table").values()) == 2
+    assert len(list(storage.iter_interactions(InteractionFilter()))) == 2
