@@ -209,6 +209,23 @@ class StorageContract:
         assert ids(storage.iter_interactions(InteractionFilter())) == ["i01", "i02", "i03", "i04", "i05"]
         assert ids(storage.iter_feedback(FeedbackFilter())) == [f"f{n:02d}" for n in range(1, 13)]
 
+    def test_long_strings_are_stored_whole(self, storage: Storage) -> None:
+        """Fields without a length limit in the model (names, ids, dimensions) are stored at any length."""
+        long = "x" * 1000
+        interaction = Interaction(id="L" * 200, prompt=long, model=long, provider=long, user_id=long, session_id=long)
+        fb = Feedback(
+            id="F" * 200, interaction_id=interaction.id, type="multi_dimensional", source=long, user_id=long,
+            data={"type": "multi_dimensional", "dimensions": {long: 3}},
+        )  # fmt: skip
+        session = FeedbackSession(id="S" * 500, user_id=long)
+        storage.write(RecordBatch(interactions=[interaction], feedback=[fb], sessions=[session]))
+        assert storage.get_interaction(interaction.id).model_dump(exclude={"feedback_ids"}) == interaction.model_dump(
+            exclude={"feedback_ids"}
+        )
+        assert storage.get_feedback(fb.id) == fb
+        assert storage.get_session(session.id).user_id == long
+        assert storage.feedback_stats().multi_dimensional.dimension_averages == {long: 3.0}
+
     def test_id_order_is_byte_order(self, storage: Storage) -> None:
         """Ids sort by their bytes (upper case before lower case), whatever the database's collation."""
         storage.write(RecordBatch(interactions=[Interaction(id=x, prompt="p") for x in ("b1", "a1", "B1", "A1")]))

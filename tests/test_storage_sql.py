@@ -99,7 +99,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
     storage = SQLStorage(f"sqlite:///{tmp_path / 'new.db'}")
-    assert storage.upgrade() == [1, 2, 3]
+    assert storage.upgrade() == [1, 2, 3, 4]
     assert storage.upgrade() == []
     assert sorted(sa.inspect(storage.engine).get_table_names()) == sorted(EXPECTED_SCHEMA)
     tables, indexes = _schema(storage)
@@ -107,7 +107,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     assert indexes == EXPECTED_INDEXES
     with storage.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT version, name FROM schema_migrations").all()
-    assert rows == [(1, "initial"), (2, "stats_tables"), (3, "target_times")]
+    assert rows == [(1, "initial"), (2, "stats_tables"), (3, "target_times"), (4, "unbounded_strings")]
     storage.close()
 
 
@@ -284,7 +284,7 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     first = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
     assert first.exit_code == 0, first.output
-    assert "applied migrations: 001, 002, 003" in first.output
+    assert "applied migrations: 001, 002, 003, 004" in first.output
     again = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
     assert "up to date" in again.output
     status = CliRunner().invoke(app, ["db", "status", "--db", url])
@@ -314,7 +314,7 @@ def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
             connection.exec_driver_sql(statement)
     storage.close()
     upgraded = SQLStorage(url)
-    assert upgraded.upgrade() == [2, 3]
+    assert upgraded.upgrade() == [2, 3, 4]
     tables, indexes = _schema(upgraded)
     assert tables == EXPECTED_SCHEMA and indexes == EXPECTED_INDEXES
     assert upgraded.feedback_stats() == expected

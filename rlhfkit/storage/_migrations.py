@@ -18,7 +18,14 @@ from typing import Any
 
 from . import _sql_schema as schema
 
-__all__ = ["MIGRATIONS", "applied_versions", "m001_initial", "m002_stats_tables", "m003_target_times", "upgrade"]
+__all__ = [
+    "MIGRATIONS",
+    "applied_versions",
+    "m001_initial",
+    "m002_stats_tables", "m003_target_times",
+    "m004_unbounded_strings",
+    "upgrade",
+]
 
 logger = logging.getLogger("rlhfkit.storage.sql")
 
@@ -98,10 +105,26 @@ def m003_target_times(connection: Any) -> None:
             index.create(connection)
 
 
+def m004_unbounded_strings(connection: Any) -> None:
+    """Lift the length limits of string columns (PostgreSQL enforces them; SQLite never did)."""
+    if connection.dialect.name != "postgresql":
+        return
+    limited = connection.execute(sa.text(
+        "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND character_maximum_length IS NOT NULL AND table_name IN "
+        "('interactions', 'feedback', 'feedback_targets', 'feedback_dimensions', 'feedback_pairs', 'sessions', "
+        "'api_keys')"
+    )).all()  # fmt: skip
+    for table, column, collation in limited:
+        collate = ' COLLATE "C"' if collation == "C" else ""
+        connection.execute(sa.text(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE VARCHAR{collate}'))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (1, "initial", m001_initial),
     (2, "stats_tables", m002_stats_tables),
     (3, "target_times", m003_target_times),
+    (4, "unbounded_strings", m004_unbounded_strings),
 ]
 """(version, name, function), in the order they run."""
 

@@ -57,8 +57,11 @@ def from_micros(value: int) -> datetime:
 JSONType: Any = sa.JSON().with_variant(JSONB(), "postgresql")
 """JSON on SQLite (stored as text), JSONB on PostgreSQL."""
 
-IdType: Any = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
-"""Record ids: byte order on both databases, so that id order is the same everywhere."""
+IdType: Any = sa.String().with_variant(sa.String(collation="C"), "postgresql")
+"""Record ids: byte order on both databases, so that id order is the same everywhere.
+
+No string column has a length limit: the data model puts none on most
+fields, and a write must never fail on a long user id or model name."""
 
 metadata = sa.MetaData()
 """The metadata of every rlhfkit table."""
@@ -66,13 +69,13 @@ metadata = sa.MetaData()
 interactions = sa.Table(
     "interactions",
     metadata,
-    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(), nullable=False),
     sa.Column("id", IdType, nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
-    sa.Column("model", sa.String(200)),
-    sa.Column("provider", sa.String(100)),
-    sa.Column("user_id", sa.String(200)),
-    sa.Column("session_id", sa.String(200)),
+    sa.Column("model", sa.String()),
+    sa.Column("provider", sa.String()),
+    sa.Column("user_id", sa.String()),
+    sa.Column("session_id", sa.String()),
     sa.Column("latency", sa.Float),
     sa.Column("prompt_tokens", sa.Integer),
     sa.Column("completion_tokens", sa.Integer),
@@ -93,19 +96,19 @@ interactions = sa.Table(
 feedback = sa.Table(
     "feedback",
     metadata,
-    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(), nullable=False),
     sa.Column("id", IdType, nullable=False),
-    sa.Column("interaction_id", sa.String(200), nullable=False),
-    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("interaction_id", sa.String(), nullable=False),
+    sa.Column("type", sa.String(), nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
-    sa.Column("user_id", sa.String(200)),
-    sa.Column("session_id", sa.String(200)),
-    sa.Column("source", sa.String(200)),
-    sa.Column("model", sa.String(200)),
+    sa.Column("user_id", sa.String()),
+    sa.Column("session_id", sa.String()),
+    sa.Column("source", sa.String()),
+    sa.Column("model", sa.String()),
     sa.Column("value", sa.Float),
     sa.Column("rating_value", sa.Float),
     sa.Column("max_rating", sa.Integer),
-    sa.Column("sentiment", sa.String(16)),
+    sa.Column("sentiment", sa.String()),
     sa.Column("data", JSONType, nullable=False),
     sa.Column("metadata", JSONType, nullable=False),
     sa.PrimaryKeyConstraint("project", "id", name="pk_feedback"),
@@ -127,10 +130,10 @@ back to a lookup).
 feedback_targets = sa.Table(
     "feedback_targets",
     metadata,
-    sa.Column("project", sa.String(200), nullable=False),
-    sa.Column("feedback_id", sa.String(200), nullable=False),
-    sa.Column("interaction_id", sa.String(200), nullable=False),
-    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("project", sa.String(), nullable=False),
+    sa.Column("feedback_id", sa.String(), nullable=False),
+    sa.Column("interaction_id", sa.String(), nullable=False),
+    sa.Column("role", sa.String(), nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.Column("interaction_timestamp", sa.BigInteger),
     sa.PrimaryKeyConstraint("project", "feedback_id", "interaction_id", name="pk_feedback_targets"),
@@ -146,9 +149,9 @@ stored before the feedback (NULL otherwise: readers fall back to a lookup)."""
 feedback_dimensions = sa.Table(
     "feedback_dimensions",
     metadata,
-    sa.Column("project", sa.String(200), nullable=False),
-    sa.Column("feedback_id", sa.String(200), nullable=False),
-    sa.Column("dimension", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(), nullable=False),
+    sa.Column("feedback_id", sa.String(), nullable=False),
+    sa.Column("dimension", sa.String(), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.PrimaryKeyConstraint("project", "feedback_id", "dimension", name="pk_feedback_dimensions"),
@@ -159,13 +162,13 @@ feedback_dimensions = sa.Table(
 feedback_pairs = sa.Table(
     "feedback_pairs",
     metadata,
-    sa.Column("project", sa.String(200), nullable=False),
-    sa.Column("feedback_id", sa.String(200), nullable=False),
-    sa.Column("preferred_id", sa.String(200), nullable=False),
-    sa.Column("alternative_id", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(), nullable=False),
+    sa.Column("feedback_id", sa.String(), nullable=False),
+    sa.Column("preferred_id", sa.String(), nullable=False),
+    sa.Column("alternative_id", sa.String(), nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
-    sa.Column("preferred_model", sa.String(200)),
-    sa.Column("alternative_model", sa.String(200)),
+    sa.Column("preferred_model", sa.String()),
+    sa.Column("alternative_model", sa.String()),
     sa.PrimaryKeyConstraint("project", "feedback_id", "alternative_id", name="pk_feedback_pairs"),
     sa.Index(
         "ix_feedback_pairs_project_timestamp",
@@ -177,9 +180,9 @@ feedback_pairs = sa.Table(
 sessions = sa.Table(
     "sessions",
     metadata,
-    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(), nullable=False),
     sa.Column("id", IdType, nullable=False),
-    sa.Column("user_id", sa.String(200)),
+    sa.Column("user_id", sa.String()),
     sa.Column("start_time", sa.BigInteger, nullable=False),
     sa.Column("end_time", sa.BigInteger),
     sa.Column("interaction_ids", JSONType, nullable=False),
@@ -192,10 +195,10 @@ sessions = sa.Table(
 api_keys = sa.Table(
     "api_keys",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("project", sa.String(200), nullable=False),
-    sa.Column("name", sa.String(200)),
-    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("project", sa.String(), nullable=False),
+    sa.Column("name", sa.String()),
+    sa.Column("key_hash", sa.String(), nullable=False, unique=True),
     sa.Column("write_only", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
@@ -207,7 +210,7 @@ schema_migrations = sa.Table(
     "schema_migrations",
     metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
 )
 """Which numbered migrations have run."""
