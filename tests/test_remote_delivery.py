@@ -262,3 +262,17 @@ def test_write_does_not_wait_for_the_network(project: Project, tmp_path: Path) -
     storage.write(RecordBatch(interactions=interactions(3)))
     assert storage.pending == 3
     assert storage.close(timeout_s=0) == 3
+
+
+def test_large_batch_is_split_under_the_body_limit(collector: Collector, project: Project, tmp_path: Path) -> None:
+    """A 200-interaction batch of ~2 KB records with max_batch_bytes=64 KB goes out as several requests; all arrive."""
+    storage = _remote(collector.url, project, tmp_path / "spool", max_batch_bytes=64 * 1024)
+    records = RecordBatch(interactions=interactions(200, "big " + "x" * 2000))
+    records.feedback = [
+        Feedback(interaction_id=i.id, type="binary", data={"type": "binary", "value": "thumbs_up"})
+        for i in records.interactions[-5:]
+    ]
+    storage.write(records)
+    assert storage.close(timeout_s=30) == 0
+    assert len(collector.faults.attempts) >= 6
+    assert _stored(project) == 200 and project.storage.count_feedback() == 5

@@ -37,7 +37,7 @@ from .._models import (
 )
 from ..errors import ConfigurationError, StorageError, ValidationError, require
 
-__all__ = ["RemoteStorage", "batch_payload"]
+__all__ = ["RemoteStorage", "batch_bodies"]
 
 logger = logging.getLogger("rlhfkit.storage.remote")
 
@@ -45,22 +45,44 @@ INGEST_PATH = "/v1/interactions/batch"
 _PAGE = 500
 
 
-def batch_payload(batch: RecordBatch) -> dict[str, Any]:
-    """The JSON body of ``POST /v1/interactions/batch`` for ``batch``.
+def batch_bodies(batch: RecordBatch, max_bytes: int = 4 * 1024 * 1024) -> Iterator[tuple[bytes, int]]:
+    """The JSON bodies of ``POST /v1/interactions/batch`` for ``batch``, with their record counts.
 
-    The spec's ``{sessionId, interactions, timestamp}`` plus our ``feedback``
-    and ``sessions`` lists; records use rlhfkit's own field names.
+    Each body is the spec's ``{sessionId, interactions, timestamp}`` plus our
+    ``feedback`` and ``sessions`` lists, records in rlhfkit's own field names.
+    A batch whose JSON exceeds ``max_bytes`` is split (interactions first,
+    so feedback never precedes the interactions it is about); a single
+    record larger than that travels alone.
     """
     # The collector gives sessionId to interactions without one: only send it when all share it.
-    sessions = {i.session_id for i in batch.interactions}
-    session_id = sessions.pop() if len(sessions) == 1 else None
-    return {
-        "sessionId": session_id,
-        "interactions": [i.model_dump(mode="json", exclude_defaults=True) for i in batch.interactions],
-        "feedback": [f.model_dump(mode="json", exclude={"data": {"weighted_score"}}) for f in batch.feedback],
-        "sessions": [s.model_dump(mode="json") for s in batch.sessions],
-        "timestamp": int(utc_now().timestamp() * 1000),
-    }
+    shared = {i.session_id for i in batch.interactions}
+    session_id = shared.pop() if len(shared) == 1 else None
+    head = b'{"sessionId":' + json.dumps(session_id).encode()
+    tail = b',"timestamp":' + str(int(utc_now().timestamp() * 1000)).encode() + b"}"
+    pieces: list[tuple[str, bytes]] = [
+        *(("interactions", i.model_dump_json(exclude_defaults=True).encode()) for i in batch.interactions),
+        *(("feedback", f.model_dump_json(exclude={"data": {"weighted_score"}}).encode()) for f in batch.feedback),
+        *(("sessions", s.model_dump_json().encode()) for s in batch.sessions),
+    ]
+    group: list[tuple[str, bytes]] = []
+    size = len(head) + len(tail) + 64
+    for kind, piece in pieces:
+        if group and size + len(piece) + 1 > max_bytes:
+            yield _assemble(head, tail, group), len(group)
+            group, size = [], len(head) + len(tail) + 64
+        group.append((kind, piece))
+        size += len(piece) + 1
+    if group:
+        yield _assemble(head, tail, group), len(group)
+
+
+def _assemble(head: bytes, tail: bytes, group: list[tuple[str, bytes]]) -> bytes:
+    parts = [head]
+    for kind in ("interactions", "feedback", "sessions"):
+        items = [piece for k, piece in group if k == kind]
+        parts.append(b',"' + kind.encode() + b'":[' + b",".join(items) + b"]")
+    parts.append(tail)
+    return b"".join(parts)
 
 
 def _split_url(url: str) -> tuple[str, str]:
@@ -92,7 +114,8 @@ class RemoteStorage:
     and reads go to that path's prefix (without ``/v1/interactions/batch``).
     ``api_key`` defaults to ``RLHFKIT_API_KEY``; ``spool_dir`` to
     ``RLHFKIT_SPOOL_DIR`` or ``~/.cache/rlhfkit/spool``, one subdirectory per
-    collector URL.
+    collector URL. Batches above ``max_batch_bytes`` of JSON are sent as
+    several requests (the collector refuses bodies above 10 MB by default).
 
     Attributes: ``pending`` (records not yet delivered), ``failed_uploads``
     (records the collector refused; kept under ``<spool>/failed``),
@@ -112,17 +135,22 @@ class RemoteStorage:
         max_spool_mb: float = 1024,
         compress: bool = False,
         max_backoff_s: float = 10.0,
+        max_batch_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         if timeout_s <= 0:
             raise ValidationError("timeout_s", "must be positive", timeout_s)
         if max_spool_mb <= 0:
             raise ValidationError("max_spool_mb", "must be positive", max_spool_mb)
+        if max_batch_bytes < 1024:
+            raise ValidationError("max_batch_bytes", "must be at least 1024", max_batch_bytes)
         self.url = url
+        self.max_batch_bytes = max_batch_bytes
         self.ingest_url, self.base_url = _split_url(url)
         self.api_key = api_key if api_key is not None else os.environ.get("RLHFKIT_API_KEY")
         self.timeout_s = timeout_s
         self._headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self.spool_dir = Path(spool_dir) if spool_dir is not None else _default_spool_dir(self.ingest_url)
+        require("httpx", "remote")
         sink = HttpSink(self.ingest_url, headers=self._headers, timeout_s=timeout_s, compress=compress)
         self.sender = Sender(
             sink,
@@ -181,11 +209,13 @@ class RemoteStorage:
     # ------------------------------------------------------------------ writes
 
     def write(self, batch: RecordBatch) -> None:
-        """Spool ``batch`` for delivery (local disk only); raises StorageError when the spool is full."""
-        if len(batch) == 0:
-            return
-        body = json.dumps(batch_payload(batch), separators=(",", ":")).encode()
-        self.sender.submit(body, records=len(batch))
+        """Spool ``batch`` for delivery (local disk only); raises StorageError when the spool is full.
+
+        A batch larger than ``max_batch_bytes`` is spooled as several bodies, so
+        that none exceeds the collector's body limit.
+        """
+        for body, records in batch_bodies(batch, self.max_batch_bytes):
+            self.sender.submit(body, records=records)
 
     # ------------------------------------------------------------------ reads
 
