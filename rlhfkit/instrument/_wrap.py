@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._calls import Call, _hook_aclose, _hook_close, current_call, wrap_async_stream, wrap_stream
+from ._calls import Call, current_call, wrap_async_stream, wrap_stream
 from ._context import _scope, request_context
 
 if TYPE_CHECKING:
@@ -49,9 +49,31 @@ def _copy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
-def _is_async_response(http_response: Any) -> bool:
-    stream = getattr(http_response, "stream", None)
-    return hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__")
+def _hook_raw_close(raw: Any, call: Call) -> None:
+    cls_close = type(raw).close
+    ref = weakref.ref(raw)
+    if inspect.iscoroutinefunction(cls_close):
+
+        async def aclose() -> None:
+            try:
+                target = ref()
+                if target is not None:
+                    await cls_close(target)
+            finally:
+                call.finish("returned")
+
+        raw.close = aclose
+    else:
+
+        def close() -> None:
+            try:
+                target = ref()
+                if target is not None:
+                    cls_close(target)
+            finally:
+                call.finish("returned")
+
+        raw.close = close
 
 
 def _observe_parsed(call: Call, parsed: Any, types: SDKTypes) -> None:
@@ -72,11 +94,10 @@ def _observe_raw(call: Call, raw: Any, types: SDKTypes) -> None:
             call.finish("returned")
             return
         # with_streaming_response: the body is read later, inside the caller's
-        # block; the call is over when that block closes the response.
-        if inspect.iscoroutinefunction(type(http_response).aclose) and _is_async_response(http_response):
-            _hook_aclose(http_response, call)
-        else:
-            _hook_close(http_response, call)
+        # block; the call is over when that block closes the raw response.
+        # (Not the HTTP response: httpx closes that from inside read(), before
+        # the body is stored.)
+        _hook_raw_close(raw, call)
         call.finalizer = weakref.finalize(raw, call.finish, "gc")
         return
     # A raw streaming response becomes a Stream only when the caller parses it.
