@@ -319,3 +319,19 @@ def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
     assert tables == EXPECTED_SCHEMA and indexes == EXPECTED_INDEXES
     assert upgraded.feedback_stats() == expected
     upgraded.close()
+
+
+def test_postgres_refuses_nul_characters_naming_the_field(pg_storage: SQLStorage) -> None:
+    """A NUL character (which PostgreSQL cannot store) refuses the whole batch with a ValidationError."""
+    from rlhfkit.errors import ValidationError
+
+    good = Interaction(id="good", prompt="fine")
+    with pytest.raises(ValidationError) as info:
+        pg_storage.write(RecordBatch(interactions=[good, Interaction(id="bad", prompt="a\x00b")]))
+    assert info.value.field == "interactions[1].prompt"
+    with pytest.raises(ValidationError) as info:
+        pg_storage.write(RecordBatch(interactions=[good], feedback=[
+            Feedback(interaction_id="good", type="text", data={"type": "text", "comment": "x\x00"})
+        ]))  # fmt: skip
+    assert info.value.field == "feedback[0].data"
+    assert pg_storage.count_interactions() == 0

@@ -135,6 +135,18 @@ def pair_rows(project: str, f: Feedback) -> list[tuple[Any, ...]]:
     return [(project, f.id, f.data.preferred_id, alternative, ts) for alternative in f.data.alternative_ids]
 
 
+def nul_column(records: list[tuple[Any, ...]], columns: tuple[str, ...]) -> tuple[int, str] | None:
+    """(row index, column) of the first text holding a NUL character, which PostgreSQL cannot store.
+
+    JSON columns hold it escaped as ``\\u0000``; jsonb refuses that too.
+    """
+    for index, record in enumerate(records):
+        for column, value in zip(columns, record, strict=False):
+            if isinstance(value, str) and ("\x00" in value or "\\u0000" in value):
+                return index, column
+    return None
+
+
 def session_values(project: str, s: FeedbackSession) -> dict[str, Any]:
     """The column values of a session, for a Core insert."""
     return {

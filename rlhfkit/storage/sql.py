@@ -37,7 +37,7 @@ from .._models import (
     InteractionFilter,
     RecordBatch,
 )
-from ..errors import ConfigurationError, StorageError, require
+from ..errors import ConfigurationError, StorageError, ValidationError, require
 
 __all__ = ["SQLStorage", "create_sql_engine", "normalize_url"]
 
@@ -182,6 +182,8 @@ class SQLStorage:
                 seen.add(f.id)
                 feedback.append(f)
         sessions = list({s.id: s for s in batch.sessions}.values())
+        if self.dialect == "postgresql":
+            self._refuse_nul(interactions, feedback, sessions)
         try:
             with self._connect(write=True) as connection:
                 if self.dialect == "postgresql":
@@ -194,6 +196,22 @@ class SQLStorage:
             if isinstance(exc, StorageError):
                 raise
             raise StorageError(f"could not write {len(batch)} records: {exc}") from exc
+
+    def _refuse_nul(self, interactions: list[Any], feedback: list[Feedback], sessions: list[FeedbackSession]) -> None:
+        """Raise a ValidationError naming the first field with a NUL character (PostgreSQL refuses them)."""
+        from . import _sql_rows as rows
+
+        found = rows.nul_column(interactions, rows.INTERACTION_COLUMNS)
+        kind = "interactions"
+        if found is None:
+            found = rows.nul_column([rows.feedback_row(self.project, f) for f in feedback], rows.FEEDBACK_COLUMNS)
+            kind = "feedback"
+        if found is None:
+            found = rows.nul_column([(s.id, s.user_id, s.model_dump_json()) for s in sessions], ("id", "user_id", "doc"))
+            kind = "sessions"
+        if found is not None:
+            index, column = found
+            raise ValidationError(f"{kind}[{index}].{column}", "NUL characters (\\u0000) cannot be stored in PostgreSQL")
 
     def _write_sqlite(self, connection: Any, interactions: list[Any], feedback: list[Feedback]) -> None:
         from . import _sql_rows as rows
