@@ -241,6 +241,15 @@ class ZeroDBStorage:
             logger.warning("%d records not yet stored in ZeroDB remain in the spool %s", remaining, self.spool_dir)
         return remaining
 
+    def retry_failed(self) -> int:
+        """Queue the batches ZeroDB refused (kept under ``<spool>/failed``) again; return their records.
+
+        Rows of those batches that were stored are not inserted twice. Use it
+        after fixing what was refused, e.g. from a storage opened on the same
+        ``spool_dir`` with the right key.
+        """
+        return self.sender.retry_failed()
+
     # ------------------------------------------------------------------ writes
 
     def write(self, batch: RecordBatch) -> None:

@@ -231,3 +231,23 @@ def test_fork_child_sends_its_own_records_and_the_parents_are_sent_once(
     assert os.waitstatus_to_exitcode(status) == 0
     assert storage.close(timeout_s=20) == 0
     assert_stored_once(own_server, project, [before, child, after])
+
+
+def test_refused_batches_are_delivered_once_after_the_key_is_fixed(
+    shared: EmulatorServer, project: str, make_storage: Make
+) -> None:
+    """Batches refused for a wrong key (one also half stored) are requeued by retry_failed and land once."""
+    wrong = make_storage(shared, project, api_key="not-the-key")
+    written = [batch(4, "a"), batch(3, "b")]
+    for b in written:
+        wrong.write(b)
+    assert wrong.flush(timeout_s=10) == 0 and wrong.failed_uploads == 7
+    assert wrong.close(timeout_s=0) == 0
+    shared.emulator.fail_next(1, 422, route="insert_row")
+    half = batch(5, "c")
+    fixed = make_storage(shared, project)
+    fixed.write(half)
+    assert fixed.flush(timeout_s=10) == 0 and fixed.failed_uploads == 1
+    assert fixed.retry_failed() == 12
+    assert fixed.flush(timeout_s=10) == 0
+    assert_stored_once(shared, project, [*written, half])
