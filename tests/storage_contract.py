@@ -31,6 +31,7 @@ from rlhfkit._models import (
     Interaction,
     InteractionFilter,
     RecordBatch,
+    TokenUsage,
 )
 from rlhfkit.storage.base import Storage
 
@@ -217,6 +218,7 @@ class StorageContract:
             id="F" * 200, interaction_id=interaction.id, type="multi_dimensional", source=long, user_id=long,
             data={"type": "multi_dimensional", "dimensions": {long: 3}},
         )  # fmt: skip
+        interaction.token_usage = TokenUsage(prompt=2**40, completion=2**70)
         session = FeedbackSession(id="S" * 500, user_id=long)
         storage.write(RecordBatch(interactions=[interaction], feedback=[fb], sessions=[session]))
         assert storage.get_interaction(interaction.id).model_dump(exclude={"feedback_ids"}) == interaction.model_dump(

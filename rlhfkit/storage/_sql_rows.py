@@ -48,6 +48,11 @@ _INTERACTION_IN_COLUMNS = {
 }  # fmt: skip
 
 
+def _int32(value: int) -> int | None:
+    """``value`` when a 32-bit integer column can hold it; the JSON copy of the record keeps it anyway."""
+    return value if -(2**31) <= value < 2**31 else None
+
+
 def interaction_row(project: str, i: Interaction) -> tuple[Any, ...]:
     """The row of an interaction (``doc`` as JSON text)."""
     usage = i.token_usage
@@ -60,9 +65,9 @@ def interaction_row(project: str, i: Interaction) -> tuple[Any, ...]:
         i.user_id,
         i.session_id,
         i.latency,
-        None if usage is None else usage.prompt,
-        None if usage is None else usage.completion,
-        None if usage is None else usage.total,
+        None if usage is None else _int32(usage.prompt),
+        None if usage is None else _int32(usage.completion),
+        None if usage is None else _int32(usage.total),
         i.error is not None,
         i.prompt,
         i.response,
@@ -80,7 +85,7 @@ def feedback_row(project: str, f: Feedback) -> tuple[Any, ...]:
     if isinstance(data, BinaryData):
         value = 1.0 if data.value == BinaryFeedback.THUMBS_UP else -1.0
     elif isinstance(data, RatingData):
-        value, rating_value, max_rating = data.normalized, data.value, data.max_rating
+        value, rating_value, max_rating = data.normalized, data.value, _int32(data.max_rating)
     elif isinstance(data, MultiDimensionalData):
         value = data.weighted_score
     elif isinstance(data, TextData) and data.sentiment is not None:
