@@ -18,6 +18,7 @@ from ..errors import ValidationError
 __all__ = ["BodyScan", "check_body_values", "check_storable", "check_text"]
 
 MAX_ID = 200
+MAX_DEPTH = 64
 _INT32 = 2**31 - 1
 
 
@@ -101,6 +102,12 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
     :func:`check_body_values` on the request body.
     """
     for interaction, where in zip(batch.interactions, interaction_paths, strict=False):
+        for name in ("model_params", "metadata", "tools", "tool_calls"):
+            _shallow(getattr(interaction, name), _at(where, name))
+        for i, message in enumerate(interaction.context):
+            _shallow(message.model_extra, _at(where, f"context[{i}]"))
+        if interaction.environment is not None:
+            _shallow(interaction.environment.custom, _at(where, "environment.custom"))
         for name, limit in (("model", MAX_ID), ("provider", 100), ("user_id", MAX_ID), ("session_id", MAX_ID)):
             value = getattr(interaction, name)
             if value is not None and len(value) > limit:
@@ -112,6 +119,7 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
                 if count is not None and count > _INT32:
                     raise ValidationError(_at(where, f"token_usage.{name}"), f"must be at most {_INT32}", count)
     for feedback, where in zip(batch.feedback, feedback_paths, strict=False):
+        _shallow(feedback.metadata, _at(where, "metadata"))
         for name in ("interaction_id", "user_id", "session_id", "source"):
             _length(getattr(feedback, name), _at(where, name), MAX_ID)
         data = feedback.data
@@ -122,12 +130,28 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
             for i, other in enumerate(data.alternative_ids):
                 _length(other, _at(where, f"data.alternative_ids[{i}]"), MAX_ID)
     for i, session in enumerate(batch.sessions):
+        _shallow(session.metadata, f"sessions[{i}].metadata")
         _length(session.id, f"sessions[{i}].id", MAX_ID)
         _length(session.user_id, f"sessions[{i}].user_id", MAX_ID)
         for j, other in enumerate(session.interaction_ids):
             _length(other, f"sessions[{i}].interaction_ids[{j}]", MAX_ID)
         for j, other in enumerate(session.feedback_ids):
             _length(other, f"sessions[{i}].feedback_ids[{j}]", MAX_ID)
+
+
+def _shallow(value: Any, field: str) -> None:
+    """Refuse free-form values nested deeper than MAX_DEPTH (JSON encoders give up around 256)."""
+    if not value:
+        return
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValidationError(field, f"must not be nested deeper than {MAX_DEPTH} levels", None)
+        if isinstance(item, dict):
+            stack.extend((sub, depth + 1) for sub in item.values() if isinstance(sub, dict | list))
+        elif isinstance(item, list):
+            stack.extend((sub, depth + 1) for sub in item if isinstance(sub, dict | list))
 
 
 def _at(where: str, name: str) -> str:

@@ -140,7 +140,7 @@ def test_all_five_feedback_types_are_accepted(collector: Collector, project: Pro
 
 
 def test_malformed_bodies_get_422_naming_the_field(collector: Collector, project: Project) -> None:
-    """Bad JSON, wrong types, empty prompts, NUL characters, NaN and oversized ids are 422s that name the field."""
+    """Bad JSON, wrong types, empty prompts, NUL, surrogates, NaN, huge numbers, deep nesting and long ids: 422 naming the field."""
     post = lambda path, **kw: httpx.post(f"{collector.url}{path}", headers=project.headers, **kw)  # noqa: E731
     cases = [
         ("/v1/interactions/batch", {"content": b"{not json", "headers": {**project.headers, "Content-Type": "application/json"}}, "body"),
@@ -168,6 +168,10 @@ def test_malformed_bodies_get_422_naming_the_field(collector: Collector, project
         ("/v1/interactions/batch", {"json": {"interactions": [_interaction(token_usage={"prompt": 2**40})]}},
          "interactions[0].token_usage.prompt"),
         ("/v1/interactions/batch", {"json": []}, "body"),
+        ("/v1/interactions/batch", {"content": b'{"interactions": [{"prompt": "x", "metadata": {"a": ' + b"[" * 300
+                                    + b"]" * 300 + b"}}]}",
+                                    "headers": {**project.headers, "Content-Type": "application/json"}},
+         "interactions[0].metadata"),
     ]
     for path, kwargs, field in cases:
         if "headers" in kwargs:
