@@ -43,6 +43,7 @@ class Collector:
     write_only_key: str
     ids: dict[str, list[str]]
     failed_id: str
+    db_url: str
 
     def api(self, path: str, **params: Any) -> Any:
         """GET a /v1 endpoint with the read key and return its JSON."""
@@ -74,7 +75,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     write_only_key = keys.create("default", "widget", write_only=True)
     storage.close()
     with serve(create_app(url)) as server:
-        yield Collector(server.url, key, write_only_key, ids, failed_id)
+        yield Collector(server.url, key, write_only_key, ids, failed_id, url)
 
 
 @pytest.fixture(scope="package")

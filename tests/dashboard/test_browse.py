@@ -81,6 +81,8 @@ def test_table_pages_filters_and_searches_like_the_api(page: Any, collector: Col
 
     page.goto("/interactions?feedback_type=rating&min_rating=5&max_rating=5")
     assert set(_row_ids(page)) == api_ids(feedback_types="rating", min_rating=5, max_rating=5) != set()
+    page.goto("/interactions?feedback_type=comparative&model=gpt-4o")
+    assert set(_row_ids(page)) == api_ids(feedback_types="comparative", models="gpt-4o") != set()
     page.goto("/interactions?has_feedback=no&user=user-9")
     assert set(_row_ids(page)) == {i for ids in collector.ids.values() for i in ids}
 

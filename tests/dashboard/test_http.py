@@ -8,9 +8,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from rlhfkit._models import FeedbackFilter, Interaction, RecordBatch
+from rlhfkit._models import FeedbackFilter, Interaction, InteractionFilter, RecordBatch
 from rlhfkit.server import MemoryKeyStore, create_app
+from rlhfkit.server.dashboard import _queries
 from rlhfkit.storage.memory import MemoryStorage
+from rlhfkit.storage.sql import SQLStorage
 from tests._servers import serve
 from tests.dashboard.conftest import UNJUDGED, Collector
 
@@ -78,6 +80,34 @@ def test_a_comparison_of_different_prompts_or_without_token_stores_nothing(colle
     assert client.post(f"/compare/{key}", data=form).status_code == 422
     assert client.post(f"/compare/{key}", data={**form, "csrf": ""}).status_code == 403
     assert collector.api("/v1/feedback", types="comparative", limit=1000)["data"] == before
+
+
+@pytest.mark.parametrize("narrow", [1, 10**9], ids=["walk-newest-first", "from-feedback-ids"])
+def test_both_query_plans_of_the_table_select_what_the_api_does(collector: Collector, narrow: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the page walks the table or starts from the matching feedback, it selects what /v1/interactions does."""
+    monkeypatch.setattr(_queries, "_NARROW", narrow)
+    storage = SQLStorage(collector.db_url)
+    cases = [
+        ({"feedback_types": ["rating"]}, {"feedback_types": "rating"}),
+        ({"feedback_types": ["comparative", "text"]}, {"feedback_types": ["comparative", "text"]}),
+        ({"min_rating": 2, "max_rating": 3}, {"min_rating": 2, "max_rating": 3}),
+        ({"has_feedback": True, "models": ["gpt-4o"]}, {"has_feedback": "true", "models": "gpt-4o"}),
+        ({"has_feedback": False}, {"has_feedback": "false"}),
+        ({"session_id": "nope"}, {"session_id": "nope"}),
+    ]
+    try:
+        for ours, theirs in cases:
+            seen: list[str] = []
+            page = _queries.interaction_page(storage, InteractionFilter(**ours), size=7)
+            for _ in range(100):
+                seen += [r.id for r in page.rows]
+                if page.older is None:
+                    break
+                page = _queries.interaction_page(storage, InteractionFilter(**ours), before=page.older, size=7)
+            expected = {i["id"] for i in collector.api("/v1/interactions", limit=1000, **theirs)["data"]}
+            assert len(seen) == len(set(seen)) and set(seen) == expected, ours
+    finally:
+        storage.close()
 
 
 def test_a_collector_on_the_memory_backend_serves_every_page() -> None:

@@ -128,19 +128,35 @@ def _sql_page(
     from ...storage._sql_schema import from_micros
     from ...storage._sql_schema import interactions as i
 
-    query = sa.select(
-        i.c.id, i.c.timestamp, i.c.model, i.c.user_id, i.c.session_id, i.c.latency, i.c.total_tokens, i.c.has_error,
-        sa.func.substr(i.c.prompt, 1, _SNIPPET).label("prompt"),
-        sa.func.substr(i.c.response, 1, _SNIPPET).label("response"),
-    ).where(*interaction_conditions(storage.project, flt))  # fmt: skip
-    key = sa.tuple_(i.c.timestamp, i.c.id)
-    if after is not None:
-        query = query.where(key > sa.tuple_(*after)).order_by(i.c.timestamp.asc(), i.c.id.asc())
-    else:
-        if before is not None:
-            query = query.where(key < sa.tuple_(*before))
-        query = query.order_by(i.c.timestamp.desc(), i.c.id.desc())
+    plain = flt.model_copy(update={"feedback_types": None, "min_rating": None, "max_rating": None,
+                                    "has_feedback": None if flt.has_feedback else flt.has_feedback})  # fmt: skip
+    feedback_filters = _feedback_filters(storage.project, flt, bool(flt.has_feedback))
     with storage._connect() as connection:
+        conditions = list(interaction_conditions(storage.project, plain))
+        # A selective filter makes sorting its few rows cheaper than walking the time index.
+        narrow = flt.session_id is not None or flt.ids is not None
+        for part in feedback_filters:
+            if _narrow(connection, part.probe):
+                conditions.append(i.c.id.in_(part.ids))
+                narrow = True
+            else:
+                conditions.append(part.exists)
+        query = sa.select(
+            i.c.id, i.c.timestamp, i.c.model, i.c.user_id, i.c.session_id, i.c.latency, i.c.total_tokens,
+            i.c.has_error, sa.func.substr(i.c.prompt, 1, _SNIPPET).label("prompt"),
+            sa.func.substr(i.c.response, 1, _SNIPPET).label("response"),
+        ).where(*conditions)  # fmt: skip
+        # ``timestamp + 0`` cannot use the time index: the database then starts from the narrow filter.
+        when = i.c.timestamp + 0 if narrow else i.c.timestamp
+        key = sa.tuple_(i.c.timestamp, i.c.id)
+        # The plain time bound lets the database seek the time index; the tuple settles ties.
+        if after is not None:
+            query = query.where(i.c.timestamp >= after[0], key > sa.tuple_(*after))
+            query = query.order_by(when.asc(), i.c.id.asc())
+        else:
+            if before is not None:
+                query = query.where(i.c.timestamp <= before[0], key < sa.tuple_(*before))
+            query = query.order_by(when.desc(), i.c.id.desc())
         found = connection.execute(query.limit(size + 1)).all()
         more = len(found) > size
         found = found[:size]
@@ -164,6 +180,92 @@ def _sql_page(
         for r in found
     ]
     return rows, more
+
+
+@dataclass
+class _FeedbackFilter:
+    """One feedback-based condition, in the two shapes a page query can use.
+
+    ``probe`` selects the matching feedback rows (capped when counted); when
+    there are few, the page is built from ``ids`` (the interactions they are
+    about, looked up by primary key, then sorted); when there are many, the
+    page walks the table newest first and checks ``exists`` on each row.
+    """
+
+    exists: Any
+    ids: Any
+    probe: Any
+
+
+def _feedback_filters(project: str, flt: InteractionFilter, has_feedback: bool) -> list[_FeedbackFilter]:
+    """The feedback-type, rating and has-feedback filters (same meaning as the storage's conditions).
+
+    A feedback other than a comparison is about its ``interaction_id`` only; a
+    comparison's interactions are its preferred / alternative targets. In the
+    per-row checks ``type || ''`` keeps SQLite (no statistics unless ANALYZE
+    ran) from scanning every feedback of a type for each row through the type
+    index, so each row costs one primary-key-prefix lookup.
+    """
+    from ...storage._sql_rows import sa
+    from ...storage._sql_schema import feedback as f
+    from ...storage._sql_schema import feedback_targets as t
+    from ...storage._sql_schema import interactions as i
+
+    def rows(*conditions: Any) -> Any:
+        return sa.select(sa.literal(1)).where(f.c.project == project, *conditions)
+
+    def own(typed: Any, untyped: Any, *more: Any) -> _FeedbackFilter:
+        return _FeedbackFilter(
+            exists=rows(f.c.interaction_id == i.c.id, untyped, *more).exists(),
+            ids=sa.select(f.c.interaction_id).where(f.c.project == project, typed, *more),
+            probe=rows(typed),  # an index-only count: the rating bounds would need a row read each
+        )
+
+    def targeted(which: Any, *conditions: Any) -> _FeedbackFilter:
+        """Interactions targeted by the feedback rows ``which`` selects (their ids, found through the target PK)."""
+        return _FeedbackFilter(
+            exists=sa.select(sa.literal(1)).where(t.c.project == project, t.c.interaction_id == i.c.id, *conditions).exists(),
+            ids=sa.select(t.c.interaction_id).where(
+                t.c.project == project, t.c.feedback_id.in_(which.with_only_columns(f.c.id)), *conditions
+            ),
+            probe=which,
+        )
+
+    found: list[_FeedbackFilter] = []
+    if flt.feedback_types is not None:
+        types = {FeedbackType(x).value for x in flt.feedback_types}
+        parts = []
+        plain = sorted(types - {"comparative"})
+        if plain:
+            parts.append(own(f.c.type.in_(plain), f.c.type.concat("").in_(plain)))
+        if "comparative" in types:
+            parts.append(targeted(rows(f.c.type == "comparative"), t.c.role.in_(("preferred", "alternative"))))
+        found.append(_FeedbackFilter(
+            exists=sa.or_(*(p.exists for p in parts)),
+            ids=sa.union_all(*(p.ids for p in parts)) if len(parts) > 1 else parts[0].ids,
+            probe=sa.union_all(*(p.probe for p in parts)) if len(parts) > 1 else parts[0].probe,
+        ))  # fmt: skip
+    if flt.min_rating is not None or flt.max_rating is not None:
+        bounds = []
+        if flt.min_rating is not None:
+            bounds.append(f.c.rating_value >= flt.min_rating)
+        if flt.max_rating is not None:
+            bounds.append(f.c.rating_value <= flt.max_rating)
+        found.append(own(f.c.type == "rating", f.c.type.concat("") == "rating", *bounds))
+    if has_feedback:
+        found.append(targeted(rows()))
+    return found
+
+
+_NARROW = 2_000
+"""Fewer matching feedback than this: build the page from their interactions instead of scanning."""
+
+
+def _narrow(connection: Any, probe: Any) -> bool:
+    from ...storage._sql_rows import sa
+
+    capped = probe.limit(_NARROW).subquery()
+    return int(connection.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()) < _NARROW
 
 
 def _generic_page(

@@ -84,6 +84,22 @@ def storage_of(request: Any, session: Session) -> Storage:
     return request.app.state.projects(session.project)  # type: ignore[no-any-return]
 
 
+def _distinct_models(storage: Any) -> list[str]:
+    """DISTINCT model as a skip scan of the (project, model, timestamp) index: one seek per model."""
+    from ...storage._sql_rows import sa
+
+    query = sa.text(
+        "WITH RECURSIVE m(model) AS ("
+        " SELECT MIN(model) FROM interactions WHERE project = :p"
+        " UNION ALL"
+        " SELECT (SELECT MIN(i.model) FROM interactions i WHERE i.project = :p AND i.model > m.model)"
+        " FROM m WHERE m.model IS NOT NULL"
+        ") SELECT model FROM m WHERE model IS NOT NULL LIMIT 1000"
+    )
+    with storage._connect() as connection:
+        return sorted(connection.execute(query, {"p": storage.project}).scalars())
+
+
 def models_of(storage: Storage) -> list[str]:
     """The project's model names, cached for a minute (a DISTINCT over a large table is not free)."""
     lookup = getattr(storage, "models", None)
@@ -94,7 +110,7 @@ def models_of(storage: Storage) -> list[str]:
     hit = _models_cache.get(key)
     if hit is not None and now - hit[0] < _MODELS_TTL_S:
         return hit[1]
-    found = list(lookup())
+    found = _distinct_models(storage) if hasattr(storage, "_connect") else list(lookup())
     if len(_models_cache) > 1000:
         _models_cache.clear()
     _models_cache[key] = (now, found)
