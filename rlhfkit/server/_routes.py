@@ -188,7 +188,7 @@ Reader = Annotated[Storage, Depends(_reader)]
 def _store(storage: Storage, batch: RecordBatch, paths: ParsedPaths) -> IngestResult:
     check_storable(batch, paths.interactions, paths.feedback)
     in_batch = {i.id for i in batch.interactions}
-    wanted = {t for f in batch.feedback for t in f.interaction_ids()} - in_batch
+    wanted = {t for f in batch.feedback for _, t in _targets(f)} - in_batch
     unknown = storage.missing_interactions(wanted) if wanted else set()
     if unknown:
         for feedback, where in zip(batch.feedback, paths.feedback, strict=False):
@@ -217,7 +217,7 @@ def _ingest_raw(storage: Storage, body: bytes) -> IngestResult:
 def _targets(feedback: Feedback) -> list[tuple[str, str]]:
     data = feedback.data
     if isinstance(data, ComparativeData):
-        return [("data.preferred_id", data.preferred_id)] + [
+        return [("interaction_id", feedback.interaction_id), ("data.preferred_id", data.preferred_id)] + [
             (f"data.alternative_ids[{i}]", other) for i, other in enumerate(data.alternative_ids)
         ]
     return [("interaction_id", feedback.interaction_id)]
