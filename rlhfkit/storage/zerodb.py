@@ -25,6 +25,8 @@ Decisions where ZeroDB's documents are silent:
 * The query endpoint documents no sort, so reads filter on the service what
   it can (type, ids, users, sessions, models, time), then match, sort by id
   and page in Python with the helpers every plain-Python backend shares.
+  Every condition is checked again in Python, so a service that ignored the
+  ``filters`` body would make reads slower, never wrong.
 * Tables are created by the sender before its first delivery, not in
   :meth:`ZeroDBStorage.initialize`: constructing a logger never waits on the
   network. Reading a table that does not exist yet reads nothing.
@@ -343,8 +345,10 @@ class ZeroDBStorage:
         if session is None:
             return None
         same = {"session_id": {wire.EQ: session_id}}
-        interaction_ids = set(session.interaction_ids) | {i.id for i in self._records(rows_.INTERACTION, same)}
-        feedback_ids = set(session.feedback_ids) | {f.id for f in self._records(rows_.FEEDBACK, same)}
+        interaction_ids = set(session.interaction_ids)
+        interaction_ids.update(i.id for i in self._records(rows_.INTERACTION, same) if i.session_id == session_id)
+        feedback_ids = set(session.feedback_ids)
+        feedback_ids.update(f.id for f in self._records(rows_.FEEDBACK, same) if f.session_id == session_id)
         return session.model_copy(  # type: ignore[no-any-return]
             update={"interaction_ids": sorted(interaction_ids), "feedback_ids": sorted(feedback_ids)}
         )
@@ -396,7 +400,8 @@ class ZeroDBStorage:
         self._settle()
         of_model: set[str] = set()
         if filter.model is not None:
-            of_model = {i.id for i in self._records(rows_.INTERACTION, {"model": {wire.EQ: filter.model}})}
+            same = {"model": {wire.EQ: filter.model}}
+            of_model = {i.id for i in self._records(rows_.INTERACTION, same) if i.model == filter.model}
 
         def keep(fb: Feedback) -> bool:
             return matches_feedback(fb, filter, filter.model if fb.interaction_id in of_model else None)

@@ -16,7 +16,8 @@ Built from the documented shapes only (no live service was consulted):
   row), 422 (a body with unknown or missing fields), 429 (scripted).
 
 Request bodies are strict (unknown keys get 422), so a wire name the client
-gets wrong fails loudly. Faults are scripted on the :class:`ZeroDBEmulator`
+gets wrong fails loudly. ``ignore_filters`` plays a service that ignores
+the ``filters`` key (as one named ``filter`` would). Faults are scripted on the :class:`ZeroDBEmulator`
 object, which also holds the data: a server restarted on the same object
 (see :class:`EmulatorServer`) keeps it.
 """
@@ -105,6 +106,7 @@ class ZeroDBEmulator:
     jwts: set[str] = field(default_factory=set)
     prefix: str = "/v1"
     insert_delay_s: float = 0.0
+    ignore_filters: bool = False
     tables: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     vectors: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
@@ -210,7 +212,8 @@ class ZeroDBEmulator:
             em._gate("query", request)
             with em.lock:
                 rows = list(em._table(project_id, table).values())
-            matched = [r for r in rows if _matches(r["row_data"], body.filters)]
+            filters = {} if em.ignore_filters else body.filters
+            matched = [r for r in rows if _matches(r["row_data"], filters)]
             page = matched[body.skip : body.skip + body.limit]
             return {"total": len(matched), "skip": body.skip, "limit": body.limit,
                     "has_more": body.skip + len(page) < len(matched), "data": page}  # fmt: skip
