@@ -48,7 +48,7 @@ from ._context import context as _context_block
 from ._context import current_scope, merge_context, process_context, request_context
 from ._metrics import InstrumentationMetrics, MetricsTracker
 from ._openai import instrument_openai, is_openai_client
-from ._wrap import Undo
+from ._wrap import patch
 
 __all__ = ["EVENTS", "RLHFInstrumentation", "create_instrumentation"]
 
@@ -109,7 +109,9 @@ class RLHFInstrumentation:
         self._middleware: list[Middleware] = []
         self._handlers: dict[str, list[Callable[[Any], Any]]] = {event: [] for event in EVENTS}
         self._runner = AsyncRunner()
-        self._instrumented: dict[int, tuple[Any, list[Undo]]] = {}
+        # Weak: copies made by client.with_options() are instrumented too and
+        # must not be kept alive here. Each client keeps its own undo steps.
+        self._instrumented: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self._base_context: ContextData | None = None
         self._destinations: list[Destination] = self._make_destinations(logger, storage_backend)
         self._next_flush = time.monotonic() + cfg.flush_interval_s
@@ -298,7 +300,7 @@ class RLHFInstrumentation:
         """
         self._check_open()
         key = id(client)
-        if key in self._instrumented:
+        if self._instrumented.get(key) is client:
             return client
         if is_openai_client(client):
             undo = instrument_openai(self, client)
@@ -310,14 +312,21 @@ class RLHFInstrumentation:
                 f"{type(client).__name__} is not an OpenAI or Anthropic client; "
                 "use @instrumentation.capture or instrumentation.capture_call for other clients",
             )
-        self._instrumented[key] = (client, undo)
+        for name in ("copy", "with_options"):
+            if callable(getattr(client, name, None)):
+                undo.append(patch(client, name, lambda orig: _instrumenting_copy(self, orig)))
+        client.__dict__.setdefault("_rlhfkit_undo", {})[id(self)] = undo
+        self._instrumented[key] = client
         return client
 
     def uninstrument(self, client: Any) -> Any:
         """Stop capturing ``client``'s calls and restore its methods; returns the client."""
-        entry = self._instrumented.pop(id(client), None)
-        if entry is not None:
-            for undo in reversed(entry[1]):
+        if self._instrumented.get(id(client)) is not client:
+            return client
+        del self._instrumented[id(client)]
+        steps = client.__dict__.get("_rlhfkit_undo", {}).pop(id(self), None)
+        if steps is not None:
+            for undo in reversed(steps):
                 try:
                     undo()
                 except Exception:
@@ -607,7 +616,7 @@ class RLHFInstrumentation:
         if self._closed:
             return 0
         remaining = self.flush(timeout_s)
-        for _, (client, _undo) in list(self._instrumented.items()):
+        for client in list(self._instrumented.values()):
             self.uninstrument(client)
         self._closed = True
         self._update_capturing()
@@ -634,6 +643,22 @@ class RLHFInstrumentation:
 
     def __repr__(self) -> str:
         return f"RLHFInstrumentation(storage={self.config.storage!r}, enabled={self._enabled}, clients={len(self._instrumented)})"
+
+
+def _instrumenting_copy(inst: RLHFInstrumentation, orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``client.copy`` / ``client.with_options`` returning an instrumented copy."""
+
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        new = orig(*args, **kwargs)
+        try:
+            if not inst._closed:
+                inst.instrument(new)
+        except Exception:
+            logger.exception("rlhfkit could not instrument a client copy")
+        return new
+
+    copy.__wrapped__ = orig  # type: ignore[attr-defined]
+    return copy
 
 
 def _as_datetime(value: datetime | float | None, field: str) -> datetime | None:

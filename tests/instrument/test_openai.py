@@ -342,3 +342,13 @@ async def test_async_with_streaming_response(aoai: openai.AsyncOpenAI, inst: RLH
     ) as response:
         completion = await response.parse()
     assert only(inst).response == completion.choices[0].message.content
+
+
+def test_with_options_copies_are_captured_too(oai: openai.OpenAI, inst: RLHFInstrumentation) -> None:
+    """client.with_options(...) returns an instrumented copy; uninstrumenting the copy leaves the original captured."""
+    copy = oai.with_options(timeout=20, max_retries=1)
+    copy.chat.completions.create(model="m", messages=user("via copy"))
+    inst.uninstrument(copy)
+    copy.chat.completions.create(model="m", messages=user("copy after uninstrument"))
+    oai.chat.completions.create(model="m", messages=user("original"))
+    assert [i.prompt for i in inst.get_interactions()] == ["via copy", "original"]
