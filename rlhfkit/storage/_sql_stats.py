@@ -177,9 +177,14 @@ def _interactions_with_feedback(connection: Any, project: str, start: Any, end: 
     lookup = sa.select(i.c.timestamp).where(i.c.project == project, i.c.id == t.c.interaction_id).scalar_subquery()
     when = sa.func.coalesce(t.c.interaction_timestamp, lookup)  # NULL: the interaction is not stored
     in_range = _window(when, start, end) or [when.is_not(None)]
-    query = sa.select(sa.func.count(sa.distinct(t.c.interaction_id))).where(
-        t.c.project == project, *_window(t.c.timestamp, start, end), *in_range
-    )
+    where = [t.c.project == project, *_window(t.c.timestamp, start, end), *in_range]
+    if connection.dialect.name == "postgresql":
+        # PostgreSQL sorts for COUNT(DISTINCT); a GROUP BY in a subquery hashes instead.
+        grouped = sa.select(t.c.interaction_id).where(*where).group_by(t.c.interaction_id).subquery()
+        query = sa.select(sa.func.count()).select_from(grouped)
+    else:
+        # SQLite counts distinct values of an index read in order without a temporary table.
+        query = sa.select(sa.func.count(sa.distinct(t.c.interaction_id))).where(*where)
     return int(connection.execute(query).scalar_one())
 
 
