@@ -1,7 +1,7 @@
 """RLHFInstrumentation: capture every call of an instrumented client, build records off the hot path.
 
 The caller's thread only appends a finished call to a deque. A daemon worker
-(woken every 50 ms) turns calls into :class:`~rlhfkit.Interaction` records,
+(see :mod:`._worker`, woken every 50 ms) turns calls into :class:`~rlhfkit.Interaction` records,
 runs instrumentors and middleware, updates the metrics, fires the callbacks
 and events, keeps the records in a bounded buffer and delivers them in
 batches to the destinations (an :class:`rlhfkit.RLHFLogger`, local files, a
@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import inspect
 import logging
 import os
 import random
-import threading
-import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -32,22 +28,19 @@ from pydantic import ValidationError as PydanticValidationError
 from .._models import ContextData, Feedback, Interaction
 from ..errors import ClosedError, ValidationError, from_pydantic
 from ._anthropic import instrument_anthropic, is_anthropic_client
-from ._buffer import Destination, LoggerDestination, RecordBuffer, StorageDestination
 from ._build import (
     error_of,
     feedback_from_event,
-    interaction_from_call,
-    interaction_from_captured,
     token_usage,
 )
-from ._calls import Call
 from ._capture import CapturedCall, capture_decorator
-from ._chain import AsyncRunner, Instrumentor, Middleware, run_chain
+from ._chain import Instrumentor, Middleware
 from ._config import InstrumentationConfig
 from ._context import context as _context_block
-from ._context import current_scope, merge_context, process_context, request_context
-from ._metrics import InstrumentationMetrics, MetricsTracker
+from ._context import current_scope, merge_context, request_context
+from ._metrics import InstrumentationMetrics
 from ._openai import instrument_openai, is_openai_client
+from ._worker import EVENTS, Accepted, Worker
 from ._wrap import patch
 
 __all__ = ["EVENTS", "RLHFInstrumentation", "create_instrumentation"]
@@ -56,18 +49,7 @@ logger = logging.getLogger("rlhfkit.instrument")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EVENTS = ("interaction-captured", "feedback-captured", "error-captured", "buffer-full", "flushed")
-_POLL_S = 0.05
 _live: weakref.WeakSet[RLHFInstrumentation] = weakref.WeakSet()
-
-
-class _Accepted:
-    """A record that went through the chain on the caller's thread (capture_interaction)."""
-
-    __slots__ = ("record",)
-
-    def __init__(self, record: Interaction) -> None:
-        self.record = record
 
 
 class RLHFInstrumentation:
@@ -97,199 +79,15 @@ class RLHFInstrumentation:
         self._closed = False
         self._capturing = False
         self._update_capturing()
-        self._pending: deque[Any] = deque()
-        self._submit = self._pending.append
-        self._lock = threading.RLock()
-        self._in_process = False
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._buffer = RecordBuffer(cfg.max_buffer_size)
-        self._metrics = MetricsTracker()
-        self._instrumentors: list[Instrumentor] = []
-        self._middleware: list[Middleware] = []
-        self._handlers: dict[str, list[Callable[[Any], Any]]] = {event: [] for event in EVENTS}
-        self._runner = AsyncRunner()
+        self._worker = Worker(cfg, logger, storage_backend)
+        self._submit = self._worker.submit
         # Weak: copies made by client.with_options() are instrumented too and
         # must not be kept alive here. Each client keeps its own undo steps.
         self._instrumented: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-        self._base_context: ContextData | None = None
-        self._destinations: list[Destination] = self._make_destinations(logger, storage_backend)
-        self._next_flush = time.monotonic() + cfg.flush_interval_s
-        self._worker: threading.Thread | None = None
-        self._start_worker()
         _live.add(self)
-
-    # ------------------------------------------------------------------ setup
-
-    def _make_destinations(self, rlhf_logger: Any, storage_backend: Any) -> list[Destination]:
-        cfg = self.config
-        destinations: list[Destination] = []
-        if rlhf_logger is not None:
-            if not callable(getattr(rlhf_logger, "log_record", None)):
-                raise ValidationError("logger", "must be an RLHFLogger (with log_record)", rlhf_logger)
-            destinations.append(LoggerDestination(rlhf_logger))
-        if storage_backend is not None:
-            if not callable(getattr(storage_backend, "write", None)):
-                raise ValidationError(
-                    "storage_backend", "must implement the Storage protocol (write)", storage_backend
-                )
-            destinations.append(StorageDestination(lambda: storage_backend))
-        elif cfg.storage == "local":
-
-            def local() -> Any:
-                from ..storage.local import LocalStorage
-
-                return LocalStorage(data_dir=cfg.data_dir or "./rlhf-data")
-
-            destinations.append(StorageDestination(local))
-        elif cfg.storage == "remote":
-
-            def remote() -> Any:
-                from ..storage.remote import RemoteStorage
-
-                return RemoteStorage(cfg.remote_endpoint or "", api_key=cfg.api_key, spool_dir=cfg.spool_dir)
-
-            destinations.append(StorageDestination(remote))
-        return destinations
-
-    def _start_worker(self) -> None:
-        self._worker = threading.Thread(target=self._run, name="rlhfkit-instrumentation", daemon=True)
-        self._worker.start()
 
     def _update_capturing(self) -> None:
         self._capturing = self._enabled and not self._closed and self.config.capture_interactions
-
-    def _after_fork(self) -> None:
-        # The parent still owns (and delivers) what was pending when it forked.
-        self._lock = threading.RLock()
-        self._in_process = False
-        self._pending.clear()
-        self._buffer.undelivered.clear()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._runner = AsyncRunner()
-        if not self._closed:
-            self._start_worker()
-
-    # ------------------------------------------------------------------ worker
-
-    def _run(self) -> None:
-        stop, wake = self._stop, self._wake
-        while not stop.is_set():
-            wake.wait(_POLL_S)
-            wake.clear()
-            try:
-                self._process()
-                if self._destinations and time.monotonic() >= self._next_flush:
-                    with self._lock:
-                        self._deliver(everything=True)
-            except Exception:
-                logger.exception("rlhfkit instrumentation worker failed a round")
-
-    def _process(self) -> None:
-        with self._lock:
-            if self._in_process:
-                return
-            self._in_process = True
-            try:
-                pending = self._pending
-                # On the worker, let go of the GIL between records, so a caller
-                # thread waking up from I/O never waits a whole switch interval.
-                on_worker = threading.current_thread() is self._worker
-                while pending:
-                    self._handle(pending.popleft())
-                    if on_worker:
-                        time.sleep(0)
-                if self._destinations and self._buffer.undelivered:
-                    only_logger = all(isinstance(d, LoggerDestination) for d in self._destinations)
-                    self._deliver(everything=only_logger)
-            finally:
-                self._in_process = False
-
-    def _context_base(self) -> ContextData:
-        if self._base_context is None:
-            cfg = self.config
-            self._base_context = process_context(
-                app_version=cfg.app_version, environment=cfg.environment, custom=cfg.custom_context
-            )
-        return self._base_context
-
-    def _handle(self, item: Any) -> None:
-        try:
-            if isinstance(item, Feedback):
-                self._accept_feedback(item)
-                return
-            if isinstance(item, _Accepted):
-                self._accept(item.record)
-                return
-            if isinstance(item, Call | CapturedCall):
-                if item.error is not None and not self.config.capture_errors:
-                    return
-                base = self._context_base() if self.config.collect_context else None
-                build = interaction_from_call if isinstance(item, Call) else interaction_from_captured
-                interaction = build(item, base, self.config.capture_metrics)  # type: ignore[arg-type]
-                result = self._chain(interaction)
-                if result is not None:
-                    self._accept(result)
-        except Exception:
-            self._metrics.pipeline_errors += 1
-            logger.exception("rlhfkit could not build a captured record")
-
-    def _chain(self, interaction: Interaction) -> Interaction | None:
-        def count_error() -> None:
-            self._metrics.pipeline_errors += 1
-
-        return run_chain(
-            interaction, list(self._instrumentors), list(self._middleware), self._runner, count_error
-        )
-
-    def _accept(self, interaction: Interaction) -> None:
-        if self._buffer.full:
-            self._on_full()
-        self._buffer.add(interaction, deliverable=bool(self._destinations))
-        self._metrics.interaction(interaction, self.config.capture_usage_patterns)
-        self._call(self.config.on_interaction_captured, interaction)
-        self._emit("interaction-captured", interaction)
-        if interaction.error is not None:
-            self._emit("error-captured", interaction)
-
-    def _accept_feedback(self, feedback: Feedback) -> None:
-        if self._buffer.full:
-            self._on_full()
-        self._buffer.add(feedback, deliverable=bool(self._destinations))
-        self._metrics.feedback_for(feedback.interaction_id)
-        self._call(self.config.on_feedback_captured, feedback)
-        self._emit("feedback-captured", feedback)
-
-    def _on_full(self) -> None:
-        snapshot = list(self._buffer.interactions.values())
-        self._emit("buffer-full", snapshot)
-        self._call(self.config.on_buffer_full, snapshot)
-        self._deliver(everything=True)
-        evicted, dropped = self._buffer.let_go()
-        self._metrics.evicted += evicted
-        self._metrics.dropped += dropped
-
-    def _deliver(self, everything: bool) -> None:
-        self._next_flush = time.monotonic() + self.config.flush_interval_s
-        delivered, failures = self._buffer.deliver(self._destinations, self.config.batch_size, everything)
-        self._metrics.failed_uploads += failures
-        if delivered:
-            self._emit("flushed", delivered)
-
-    def _call(self, callback: Callable[[Any], Any] | None, payload: Any) -> None:
-        if callback is None:
-            return
-        try:
-            result = callback(payload)
-            if inspect.isawaitable(result):
-                self._runner.run(result)
-        except Exception:
-            logger.exception("rlhfkit callback %r failed", callback)
-
-    def _emit(self, event: str, payload: Any) -> None:
-        for handler in list(self._handlers[event]):
-            self._call(handler, payload)
 
     # ------------------------------------------------------------------ instrumenting
 
@@ -396,7 +194,7 @@ class RLHFInstrumentation:
             text, history = _prompt_and_context(prompt, list(context))
             scope: Mapping[str, Any] = current_scope() or {}
             request: Mapping[str, Any] = request_context.get() or {}
-            base = self._context_base() if self.config.collect_context else None
+            base = self._worker.context_base() if self.config.collect_context else None
             interaction = Interaction(
                 prompt=text,
                 response=response_text(
@@ -424,9 +222,9 @@ class RLHFInstrumentation:
             return None
         if interaction.error is not None and not self.config.capture_errors:
             return None
-        result = self._chain(interaction)
+        result = self._worker.chain(interaction)
         if result is not None:
-            self._submit(_Accepted(result))
+            self._submit(Accepted(result))
         return result
 
     def capture_feedback(
@@ -482,7 +280,7 @@ class RLHFInstrumentation:
 
     def collect_context(self) -> ContextData:
         """The context a call made here and now would carry."""
-        return merge_context(self._context_base(), request_context.get(), current_scope())
+        return merge_context(self._worker.context_base(), request_context.get(), current_scope())
 
     # ------------------------------------------------------------------ pipeline
 
@@ -490,30 +288,34 @@ class RLHFInstrumentation:
         """Add ``fn(interaction) -> Interaction | None`` (None drops it); returns a remover."""
         if not callable(instrumentor):
             raise ValidationError("instrumentor", "must be callable", instrumentor)
-        self._instrumentors.append(instrumentor)
+        self._worker.instrumentors.append(instrumentor)
         return lambda: (
-            self._instrumentors.remove(instrumentor) if instrumentor in self._instrumentors else None
+            self._worker.instrumentors.remove(instrumentor)
+            if instrumentor in self._worker.instrumentors
+            else None
         )
 
     def add_middleware(self, middleware: Middleware) -> Callable[[], None]:
         """Add ``fn(interaction, next)`` (sync or async; never calling ``next`` drops); returns a remover."""
         if not callable(middleware):
             raise ValidationError("middleware", "must be callable", middleware)
-        self._middleware.append(middleware)
-        return lambda: self._middleware.remove(middleware) if middleware in self._middleware else None
+        self._worker.middleware.append(middleware)
+        return lambda: (
+            self._worker.middleware.remove(middleware) if middleware in self._worker.middleware else None
+        )
 
     def on(self, event: str, handler: Callable[[Any], Any]) -> Callable[[], None]:
         """Call ``handler(payload)`` on ``event`` (one of :data:`EVENTS`); returns an unsubscriber."""
-        if event not in self._handlers:
+        if event not in self._worker.handlers:
             raise ValidationError("event", f"must be one of {', '.join(EVENTS)}", event)
         if not callable(handler):
             raise ValidationError("handler", "must be callable", handler)
-        self._handlers[event].append(handler)
+        self._worker.handlers[event].append(handler)
         return lambda: self.off(event, handler)
 
     def off(self, event: str, handler: Callable[[Any], Any]) -> None:
         """Stop calling ``handler`` on ``event``."""
-        handlers = self._handlers.get(event, [])
+        handlers = self._worker.handlers.get(event, [])
         if handler in handlers:
             handlers.remove(handler)
 
@@ -536,9 +338,9 @@ class RLHFInstrumentation:
 
     def get_metrics(self, top_prompts: int = 10) -> InstrumentationMetrics:
         """Counts, rates, latency percentiles and usage patterns of what was captured so far."""
-        self._process()
-        rejected = sum(getattr(d, "rejected", 0) for d in self._destinations)
-        snapshot = self._metrics.snapshot(top_prompts)
+        self._worker.process()
+        rejected = sum(getattr(d, "rejected", 0) for d in self._worker.destinations)
+        snapshot = self._worker.metrics.snapshot(top_prompts)
         if rejected:
             snapshot = dataclasses.replace(snapshot, dropped_records=snapshot.dropped_records + rejected)
         return snapshot
@@ -560,11 +362,11 @@ class RLHFInstrumentation:
         if limit is not None and limit < 1:
             raise ValidationError("limit", "must be at least 1", limit)
         start, end = _as_datetime(start_date, "start_date"), _as_datetime(end_date, "end_date")
-        self._process()
-        with self._lock:
+        self._worker.process()
+        with self._worker.lock:
             found = [
                 i
-                for i in self._buffer.interactions.values()
+                for i in self._worker.buffer.interactions.values()
                 if (has_feedback is None or bool(i.feedback_ids) == has_feedback)
                 and (start is None or i.timestamp >= start)
                 and (end is None or i.timestamp <= end)
@@ -575,41 +377,24 @@ class RLHFInstrumentation:
 
     def get_feedback(self, interaction_id: str | None = None) -> list[Feedback]:
         """Feedback in the buffer, oldest first, optionally for one interaction."""
-        self._process()
-        with self._lock:
-            return [f for f in self._buffer.feedback.values() if interaction_id in (None, f.interaction_id)]
+        self._worker.process()
+        with self._worker.lock:
+            return [
+                f for f in self._worker.buffer.feedback.values() if interaction_id in (None, f.interaction_id)
+            ]
 
     def clear(self) -> None:
         """Empty the buffer (records not yet delivered stay queued for delivery)."""
-        self._process()
-        with self._lock:
-            self._buffer.clear()
+        self._worker.process()
+        with self._worker.lock:
+            self._worker.buffer.clear()
 
     def flush(self, timeout_s: float = 10.0) -> int:
         """Process pending calls and deliver every buffered record; the number still undelivered.
 
         Always returns within about ``timeout_s`` plus one storage write.
         """
-        deadline = time.monotonic() + timeout_s
-        if not self._lock.acquire(timeout=timeout_s):
-            return len(self._buffer.undelivered) + len(self._pending)
-        try:
-            self._process()
-            self._deliver(everything=True)
-            remaining = len(self._buffer.undelivered)
-        finally:
-            self._lock.release()
-        for destination in self._destinations:
-            flush = getattr(getattr(destination, "storage", None), "flush", None) or getattr(
-                getattr(destination, "logger", None), "flush", None
-            )
-            if callable(flush):
-                try:
-                    left = flush(max(0.0, deadline - time.monotonic()))
-                    remaining += left if isinstance(left, int) else 0
-                except Exception:
-                    logger.exception("rlhfkit could not flush a destination")
-        return remaining
+        return self._worker.flush(timeout_s)
 
     def destroy(self, timeout_s: float = 10.0) -> int:
         """Flush, uninstrument every client, stop the worker and drop listeners; the records left undelivered."""
@@ -620,20 +405,7 @@ class RLHFInstrumentation:
             self.uninstrument(client)
         self._closed = True
         self._update_capturing()
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=2)
-        for destination in self._destinations:
-            try:
-                destination.close()
-            except Exception:
-                logger.exception("rlhfkit could not close a destination")
-        self._runner.close()
-        for handlers in self._handlers.values():
-            handlers.clear()
-        self._instrumentors.clear()
-        self._middleware.clear()
+        self._worker.stop()
         _live.discard(self)
         return remaining
 
@@ -688,7 +460,7 @@ def _flush_all_at_exit() -> None:
 
 def _reinit_after_fork() -> None:
     for instance in list(_live):
-        instance._after_fork()
+        instance._worker.after_fork()
 
 
 atexit.register(_flush_all_at_exit)

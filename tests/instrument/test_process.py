@@ -33,7 +33,13 @@ def test_child_process_after_fork_captures_on_its_own() -> None:
             try:
                 inst.capture_interaction("child", "r")
                 prompts = [i.prompt for i in inst.get_interactions()]
-                code = 0 if prompts == ["parent", "child"] and inst._worker and inst._worker.is_alive() else 2
+                code = (
+                    0
+                    if prompts == ["parent", "child"]
+                    and inst._worker.thread
+                    and inst._worker.thread.is_alive()
+                    else 2
+                )
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
