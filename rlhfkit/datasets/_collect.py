@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import unicodedata
 from array import array
@@ -179,6 +180,7 @@ class InteractionIndex:
         self.read = 0
         self._store: IO[bytes] | None = tempfile.TemporaryFile() if keep_text else None  # noqa: SIM115 - closed by close()
         self._end = 0
+        self._unflushed = False
 
     def load(
         self,
@@ -241,6 +243,7 @@ class InteractionIndex:
             if progress is not None:
                 progress("interactions", min(start + _CHUNK_IDS, total), total)
         self._end = end
+        self._unflushed = True
 
     def _model_code(self, model: str | None) -> int:
         code = self._model_codes.get(model)
@@ -269,8 +272,10 @@ class InteractionIndex:
         if self._store is None:
             raise RuntimeError("this index was built without keep_text")
         lc, lp, lr = self.lengths[0][i], self.lengths[1][i], self.lengths[2][i]
-        self._store.seek(self.offset[i])
-        raw = self._store.read(lc + lp + lr)
+        if self._unflushed:
+            self._store.flush()
+            self._unflushed = False
+        raw = os.pread(self._store.fileno(), lc + lp + lr, self.offset[i])
         context = [(role, content) for role, content in json.loads(raw[:lc])] if lc else []
         return context, raw[lc : lc + lp].decode(), raw[lc + lp :].decode()
 

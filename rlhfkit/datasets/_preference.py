@@ -55,8 +55,10 @@ def rows(build: Build, wanted: list[int]) -> Iterator[Row]:
     builder = PairBuilder(
         build.table, index, min_margin=o.min_margin, max_pairs_per_prompt=o.max_pairs_per_prompt
     )
+    from_comparisons = written = 0
     for candidates in build.groups(wanted):
         pairs = builder.pairs(candidates)
+        written += len(pairs)
         paired = {p.chosen for p in pairs} | {p.rejected for p in pairs}
         for members in candidates:
             if members[0] not in paired:
@@ -69,7 +71,8 @@ def rows(build: Build, wanted: list[int]) -> Iterator[Row]:
                     texts[i] = index.text(i)
             context, prompt, chosen = texts[pair.chosen]
             rejected = texts[pair.rejected][2]
-            build.notes["pairs from comparisons" if pair.from_comparison else "pairs from scores only"] += 1
+            if pair.from_comparison:
+                from_comparisons += 1
             row: dict[str, Any]
             if o.target == "openai":
                 row = {
@@ -88,3 +91,7 @@ def rows(build: Build, wanted: list[int]) -> Iterator[Row]:
             yield bool(index.test[pair.chosen]), row, (pair.chosen, pair.rejected)
     for reason, count in builder.counts.items():
         build.notes[reason] += count
+    if from_comparisons:
+        build.notes["pairs from comparisons"] += from_comparisons
+    if written - from_comparisons:
+        build.notes["pairs from scores only"] += written - from_comparisons

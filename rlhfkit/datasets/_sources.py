@@ -15,6 +15,7 @@ named tuples instead of validated models:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -81,6 +82,26 @@ def _context(messages: Sequence[Any]) -> list[tuple[str, str]]:
     return out
 
 
+@contextlib.contextmanager
+def _reading(storage: Any) -> Iterator[Any]:
+    """A connection of ``storage`` for a long scan.
+
+    On SQLite, memory-mapped I/O is turned off for the scan (and restored
+    after): a scan touches the whole file, and mapped pages would count in the
+    process's resident memory, up to the mmap size.
+    """
+    with storage._connect() as connection:
+        if storage.dialect != "sqlite":
+            yield connection
+            return
+        previous = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
+        connection.exec_driver_sql("PRAGMA mmap_size = 0")
+        try:
+            yield connection
+        finally:
+            connection.exec_driver_sql(f"PRAGMA mmap_size = {int(previous or 0)}")
+
+
 def _sql_storage(storage: Storage) -> bool:
     module = sys.modules.get("rlhfkit.storage.sql")
     return module is not None and isinstance(storage, module.SQLStorage)
@@ -132,7 +153,7 @@ def _sql_feedback(storage: Any, flt: FeedbackFilter, with_data: bool) -> Iterato
         if offset:
             query = query.offset(offset)
             offset = 0
-        with storage._connect() as connection:
+        with _reading(storage) as connection:
             rows = connection.execute(query).cursor.fetchall()
         for fid, iid, kind, micros, user, value, sentiment, text in rows:
             data = loads(text) if text is not None else None
@@ -177,7 +198,7 @@ def _sql_interactions(storage: Any, ids: Sequence[str]) -> Iterator[InteractionR
     incomplete = sa.cast(t.c.doc["incomplete"], sa.Text)
     query = sa.select(t.c.id, t.c.model, t.c.timestamp, t.c.prompt, t.c.response, context, t.c.has_error, incomplete)
     query = query.where(t.c.project == storage.project, t.c.id.in_(list(ids)))
-    with storage._connect() as connection:
+    with _reading(storage) as connection:
         # Plain columns only: read the driver's tuples, skipping SQLAlchemy's row objects.
         rows = connection.execute(query).cursor.fetchall()
     loads = json.loads
