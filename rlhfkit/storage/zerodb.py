@@ -158,9 +158,10 @@ class ZeroDBStorage:
             headers[wire.API_KEY_HEADER] = api_key
         if jwt:
             headers[wire.JWT_HEADER] = wire.JWT_SCHEME + jwt
-        self._http = ZeroDBHttp(self.base_url, path_prefix, headers, timeout_s, pool=4)
+        # One client (thread-safe) for the sender's row requests and the caller's reads.
+        self._http = ZeroDBHttp(self.base_url, path_prefix, headers, timeout_s, pool=max_in_flight + 2)
         self.sink = ZeroDBSink(
-            ZeroDBHttp(self.base_url, path_prefix, headers, timeout_s, pool=max_in_flight),
+            self._http,
             project_id=quote(project_id, safe=""),
             table_name=table_name,
             vector_namespace=vector_table_name,
@@ -170,7 +171,6 @@ class ZeroDBStorage:
         # Built now, in the caller's thread: httpx imports httpcore when its first client is
         # made, and an import cut short by os.fork in another thread deadlocks the child.
         self._http.client()
-        self.sink.http.client()
         address = f"zerodb:{self._http.root}/projects/{project_id}/{table_name}"
         self.spool_dir = Path(spool_dir) if spool_dir is not None else _default_spool_dir(address)
         self.sender = Sender(
