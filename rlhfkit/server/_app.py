@@ -12,13 +12,16 @@ import importlib
 import importlib.util
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
 from ..errors import NotFoundError, RLHFError, StorageError, ValidationError, from_pydantic, require
 from ..storage.base import Storage
 from ._keys import KeyStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["create_app"]
 
@@ -73,7 +76,7 @@ def create_app(
     storage: Storage | None = None,
     keys: KeyStore | None = None,
     title: str = "rlhfkit collector",
-) -> Any:
+) -> FastAPI:
     """The collector as a FastAPI app.
 
     ``db_url`` is ``sqlite:///path`` or ``postgresql://...``; pass ``storage``

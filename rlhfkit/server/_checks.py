@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from .._models import ComparativeData, RatingData, RecordBatch
+from .._models import ComparativeData, MultiDimensionalData, RatingData, RecordBatch
 from ..errors import ValidationError
 
 __all__ = ["BodyScan", "check_body_values", "check_storable", "check_text"]
@@ -102,6 +102,10 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
     :func:`check_body_values` on the request body.
     """
     for interaction, where in zip(batch.interactions, interaction_paths, strict=False):
+        _finite(interaction.latency, _at(where, "latency"))
+        if interaction.metrics is not None:
+            for name in _METRIC_FLOATS:
+                _finite(getattr(interaction.metrics, name), _at(where, f"metrics.{name}"))
         for name in ("model_params", "metadata", "tools", "tool_calls"):
             _shallow(getattr(interaction, name), _at(where, name))
         for i, message in enumerate(interaction.context):
@@ -123,6 +127,10 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
         for name in ("interaction_id", "user_id", "session_id", "source"):
             _length(getattr(feedback, name), _at(where, name), MAX_ID)
         data = feedback.data
+        if isinstance(data, MultiDimensionalData):
+            _finite(data.max_score, _at(where, "data.max_score"))
+        if isinstance(data, ComparativeData):
+            _finite(data.confidence, _at(where, "data.confidence"))
         if isinstance(data, RatingData) and data.max_rating > _INT32:
             raise ValidationError(_at(where, "data.max_rating"), f"must be at most {_INT32}", data.max_rating)
         if isinstance(data, ComparativeData):
@@ -139,8 +147,18 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
             _length(other, f"sessions[{i}].feedback_ids[{j}]", MAX_ID)
 
 
+def _finite(value: float | None, field: str) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ValidationError(field, "must be a finite number", value)
+
+
+_METRIC_FLOATS = (
+    "time_to_first_token_ms", "total_response_time_ms", "streaming_time_ms", "tokens_per_second", "network_latency_ms",
+)
+
+
 def _shallow(value: Any, field: str) -> None:
-    """Refuse free-form values nested deeper than MAX_DEPTH (JSON encoders give up around 256)."""
+    """Refuse free-form values nested deeper than MAX_DEPTH (JSON encoders give up around 256) or holding NaN."""
     if not value:
         return
     stack = [(value, 1)]
@@ -148,10 +166,11 @@ def _shallow(value: Any, field: str) -> None:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ValidationError(field, f"must not be nested deeper than {MAX_DEPTH} levels", None)
-        if isinstance(item, dict):
-            stack.extend((sub, depth + 1) for sub in item.values() if isinstance(sub, dict | list))
-        elif isinstance(item, list):
-            stack.extend((sub, depth + 1) for sub in item if isinstance(sub, dict | list))
+        for sub in item.values() if isinstance(item, dict) else item:
+            if isinstance(sub, dict | list):
+                stack.append((sub, depth + 1))
+            elif isinstance(sub, float) and not math.isfinite(sub):
+                check_body_values(value, field)  # names the exact place
 
 
 def _at(where: str, name: str) -> str:

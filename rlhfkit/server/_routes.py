@@ -199,7 +199,46 @@ def _store(storage: Storage, batch: RecordBatch, paths: ParsedPaths) -> IngestRe
     return IngestResult(accepted=len(batch), ids=[i.id for i in batch.interactions] + [f.id for f in batch.feedback])
 
 
+class _OwnShapeBatch(BaseModel):
+    """A batch all in rlhfkit's own shape: validated straight from the JSON bytes (the fast path)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sessionId: str | None = Field(default=None, max_length=MAX_ID)
+    interactions: list[Interaction] = Field(default_factory=list)
+    feedback: list[Feedback] = Field(default_factory=list)
+    sessions: list[FeedbackSession] = Field(default_factory=list)
+    timestamp: float | str | None = None
+
+
+def _fast_batch(body: bytes) -> tuple[RecordBatch, ParsedPaths] | None:
+    """The batch when ``body`` is plain rlhfkit JSON; None sends it down the detailed path.
+
+    NUL escapes go the detailed path (which names the field); non-finite
+    numbers are caught by check_storable on either path.
+    """
+    if b"\\u0000" in body:
+        return None
+    try:
+        payload = _OwnShapeBatch.model_validate_json(body)
+    except (pydantic.ValidationError, ValueError):
+        return None
+    if payload.sessionId is not None:
+        for interaction in payload.interactions:
+            if interaction.session_id is None:
+                interaction.session_id = payload.sessionId
+    batch = RecordBatch(interactions=payload.interactions, feedback=payload.feedback, sessions=payload.sessions)
+    paths = ParsedPaths(
+        interactions=[f"interactions[{i}]" for i in range(len(batch.interactions))],
+        feedback=[f"feedback[{i}]" for i in range(len(batch.feedback))],
+    )
+    return batch, paths
+
+
 def _ingest_raw(storage: Storage, body: bytes) -> IngestResult:
+    fast = _fast_batch(body)
+    if fast is not None:
+        return _store(storage, *fast)
     scan = BodyScan()
     try:
         document = scan.loads(body)

@@ -91,6 +91,15 @@ def test_batch_payload_of_the_spec_is_converted(collector: Collector, project: P
     assert [f["data"] for f in detail["feedback"]] == [{"type": "binary", "value": "thumbs_up"}]
 
 
+def test_top_level_session_id_fills_interactions_without_one(collector: Collector, project: Project) -> None:
+    """The payload's sessionId is given to interactions that have none; an interaction's own session wins."""
+    plain, own = _interaction(), _interaction(session_id="own")
+    payload = {"sessionId": "top", "interactions": [plain, own], "timestamp": 1763880000000}
+    assert httpx.post(f"{collector.url}/v1/interactions/batch", json=payload, headers=project.headers).status_code == 200
+    assert project.storage.get_interaction(plain["id"]).session_id == "top"
+    assert project.storage.get_interaction(own["id"]).session_id == "own"
+
+
 def test_ingest_is_idempotent(collector: Collector, project: Project) -> None:
     """The same batch posted twice is accepted twice and stored once."""
     records = [_interaction() for _ in range(5)]
@@ -168,6 +177,9 @@ def test_malformed_bodies_get_422_naming_the_field(collector: Collector, project
         ("/v1/interactions/batch", {"json": {"interactions": [_interaction(token_usage={"prompt": 2**40})]}},
          "interactions[0].token_usage.prompt"),
         ("/v1/interactions/batch", {"json": []}, "body"),
+        ("/v1/interactions/batch", {"content": b'{"interactions": [{"prompt": "x", "latency": 1e400}]}',
+                                    "headers": {**project.headers, "Content-Type": "application/json"}},
+         "interactions[0].latency"),
         ("/v1/interactions/batch", {"content": b'{"interactions": [{"prompt": "x", "metadata": {"a": ' + b"[" * 300
                                     + b"]" * 300 + b"}}]}",
                                     "headers": {**project.headers, "Content-Type": "application/json"}},
