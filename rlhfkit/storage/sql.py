@@ -24,7 +24,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import Any, Literal
 
@@ -37,7 +37,7 @@ from .._models import (
     InteractionFilter,
     RecordBatch,
 )
-from ..errors import ConfigurationError, StorageError, ValidationError, require
+from ..errors import ConfigurationError, StorageError, require
 
 __all__ = ["SQLStorage", "create_sql_engine", "normalize_url"]
 
@@ -171,6 +171,7 @@ class SQLStorage:
         copy of a feedback id wins entirely.
         """
         from . import _sql_rows as rows
+        from . import _sql_write as writes
 
         if not len(batch):
             return
@@ -183,166 +184,19 @@ class SQLStorage:
                 feedback.append(f)
         sessions = list({s.id: s for s in batch.sessions}.values())
         if self.dialect == "postgresql":
-            self._refuse_nul(interactions, feedback, sessions)
+            writes.refuse_nul(self.project, interactions, feedback, sessions)
         try:
             with self._connect(write=True) as connection:
                 if self.dialect == "postgresql":
-                    self._write_postgres(connection, interactions, feedback)
+                    writes.write_postgres(connection, self.project, interactions, feedback)
                 else:
-                    self._write_sqlite(connection, interactions, feedback)
+                    writes.write_sqlite(connection, self.project, interactions, feedback)
                 if sessions:
-                    self._upsert_sessions(connection, [rows.session_values(self.project, s) for s in sessions])
+                    writes.upsert_sessions(connection, [rows.session_values(self.project, s) for s in sessions])
         except Exception as exc:
             if isinstance(exc, StorageError):
                 raise
             raise StorageError(f"could not write {len(batch)} records: {exc}") from exc
-
-    def _refuse_nul(self, interactions: list[Any], feedback: list[Feedback], sessions: list[FeedbackSession]) -> None:
-        """Raise a ValidationError naming the first field with a NUL character (PostgreSQL refuses them)."""
-        from . import _sql_rows as rows
-
-        found = rows.nul_column(interactions, rows.INTERACTION_COLUMNS)
-        kind = "interactions"
-        if found is None:
-            found = rows.nul_column([rows.feedback_row(self.project, f) for f in feedback], rows.FEEDBACK_COLUMNS)
-            kind = "feedback"
-        if found is None:
-            found = rows.nul_column([(s.id, s.user_id, s.model_dump_json()) for s in sessions], ("id", "user_id", "doc"))
-            kind = "sessions"
-        if found is not None:
-            index, column = found
-            raise ValidationError(f"{kind}[{index}].{column}", "NUL characters (\\u0000) cannot be stored in PostgreSQL")
-
-    def _write_sqlite(self, connection: Any, interactions: list[Any], feedback: list[Feedback]) -> None:
-        from . import _sql_rows as rows
-
-        def sql(table: str, columns: Sequence[str], extra: str = "", extra_values: str = "") -> str:
-            marks = ", ".join("?" * len(columns))
-            return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}{extra}) VALUES ({marks}{extra_values})"
-
-        if interactions:
-            connection.exec_driver_sql(sql("interactions", rows.INTERACTION_COLUMNS), interactions)
-        if not feedback:
-            return
-        # The write lock is held (BEGIN IMMEDIATE): what exists now cannot change before the insert.
-        existing: set[str] = set()
-        ids = [f.id for f in feedback]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found = connection.exec_driver_sql(
-                f"SELECT id FROM feedback WHERE project = ? AND id IN ({', '.join('?' * len(chunk))})",
-                (self.project, *chunk),
-            )
-            existing.update(r[0] for r in found)
-        new = [f for f in feedback if f.id not in existing]
-        if not new:
-            return
-        p = self.project
-        lookup = "(SELECT model FROM interactions WHERE project = ? AND id = ?)"
-        connection.exec_driver_sql(
-            sql("feedback", rows.FEEDBACK_COLUMNS, ", model", f", {lookup}"),
-            [(*rows.feedback_row(p, f), p, f.interaction_id) for f in new],
-        )
-        targets = [(*r, p, r[2]) for f in new for r in rows.target_rows(p, f)]
-        when = "(SELECT timestamp FROM interactions WHERE project = ? AND id = ?)"
-        connection.exec_driver_sql(
-            sql("feedback_targets", rows.TARGET_COLUMNS, ", interaction_timestamp", f", {when}"), targets
-        )
-        dimensions = [r for f in new for r in rows.dimension_rows(p, f)]
-        if dimensions:
-            connection.exec_driver_sql(sql("feedback_dimensions", rows.DIMENSION_COLUMNS), dimensions)
-        pairs = [(*r, p, r[2], p, r[3]) for f in new for r in rows.pair_rows(p, f)]
-        if pairs:
-            connection.exec_driver_sql(
-                sql("feedback_pairs", rows.PAIR_COLUMNS, ", preferred_model, alternative_model", f", {lookup}, {lookup}"),
-                pairs,
-            )
-
-    def _write_postgres(self, connection: Any, interactions: list[Any], feedback: list[Feedback]) -> None:
-        raw = connection.connection.driver_connection
-        created: set[str] = connection.connection.info.setdefault("rlhfkit_temp_tables", set())
-        try:
-            self._copy_all(raw, created, interactions, feedback)
-        except BaseException:
-            created.clear()  # a rolled-back transaction takes the temporary tables it created with it
-            raise
-
-    def _copy_all(self, raw: Any, created: set[str], interactions: list[Any], feedback: list[Feedback]) -> None:
-        from . import _sql_rows as rows
-
-        p = self.project
-        with raw.cursor() as cursor:
-
-            def copy(table: str, columns: Sequence[str], records: list[Any], insert: str) -> list[Any]:
-                """COPY records into a temporary twin of ``table``, then run ``insert`` (which reads ``t``)."""
-                temp = f"_rlhfkit_{table}"
-                if temp not in created:  # temporary tables live as long as the pooled connection
-                    cursor.execute(
-                        f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) "
-                        "ON COMMIT DELETE ROWS"
-                    )
-                    created.add(temp)
-                with cursor.copy(f"COPY {temp} ({', '.join(columns)}) FROM STDIN") as pipe:
-                    for record in records:
-                        pipe.write_row(record)
-                cursor.execute(insert.format(temp=temp, names=", ".join(columns)))
-                return cursor.fetchall() if cursor.description else []
-
-            plain = "INSERT INTO {table} ({{names}}) SELECT {{names}} FROM {{temp}} t ON CONFLICT DO NOTHING"
-            if interactions:
-                copy("interactions", rows.INTERACTION_COLUMNS, interactions, plain.format(table="interactions"))
-            if not feedback:
-                return
-            picked = ", ".join(f"t.{c}" for c in rows.FEEDBACK_COLUMNS)
-            inserted = copy(
-                "feedback",
-                rows.FEEDBACK_COLUMNS,
-                [rows.feedback_row(p, f) for f in feedback],
-                f"INSERT INTO feedback ({{names}}, model) SELECT {picked}, i.model FROM {{temp}} t "
-                "LEFT JOIN interactions i ON i.project = t.project AND i.id = t.interaction_id "
-                "ON CONFLICT DO NOTHING RETURNING id",
-            )
-            new_ids = {r[0] for r in inserted}
-            new = [f for f in feedback if f.id in new_ids]
-            targets = [r for f in new for r in rows.target_rows(p, f)]
-            if targets:
-                picked = ", ".join(f"t.{c}" for c in rows.TARGET_COLUMNS)
-                copy(
-                    "feedback_targets",
-                    rows.TARGET_COLUMNS,
-                    targets,
-                    f"INSERT INTO feedback_targets ({{names}}, interaction_timestamp) SELECT {picked}, i.timestamp "
-                    "FROM {temp} t LEFT JOIN interactions i ON i.project = t.project AND i.id = t.interaction_id "
-                    "ON CONFLICT DO NOTHING",
-                )
-            dimensions = [r for f in new for r in rows.dimension_rows(p, f)]
-            if dimensions:
-                copy("feedback_dimensions", rows.DIMENSION_COLUMNS, dimensions, plain.format(table="feedback_dimensions"))
-            pairs = [r for f in new for r in rows.pair_rows(p, f)]
-            if pairs:
-                picked = ", ".join(f"t.{c}" for c in rows.PAIR_COLUMNS)
-                copy(
-                    "feedback_pairs",
-                    rows.PAIR_COLUMNS,
-                    pairs,
-                    f"INSERT INTO feedback_pairs ({{names}}, preferred_model, alternative_model) "
-                    f"SELECT {picked}, ip.model, ia.model FROM {{temp}} t "
-                    "LEFT JOIN interactions ip ON ip.project = t.project AND ip.id = t.preferred_id "
-                    "LEFT JOIN interactions ia ON ia.project = t.project AND ia.id = t.alternative_id "
-                    "ON CONFLICT DO NOTHING",
-                )
-
-    def _upsert_sessions(self, connection: Any, values: list[dict[str, Any]]) -> None:
-        from ._sql_schema import sessions
-
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        statement = insert(sessions)
-        updated = {c: statement.excluded[c] for c in ("user_id", "start_time", "end_time", "interaction_ids",
-                                                      "feedback_ids", "metadata")}  # fmt: skip
-        connection.execute(statement.on_conflict_do_update(index_elements=["project", "id"], set_=updated), values)
 
     # ------------------------------------------------------------------ single records
 
