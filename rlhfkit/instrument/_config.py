@@ -1,6 +1,8 @@
 """InstrumentationConfig: every option of the auto-instrumentation, checked once.
 
-Settings resolve as argument → ``RLHFKIT_*`` environment variable → default.
+Settings resolve as argument → ``RLHFKIT_*`` environment variable → default:
+``RLHFKIT_SAMPLE_RATE``, ``RLHFKIT_INSTRUMENTATION_ENABLED``, ``RLHFKIT_REMOTE_ENDPOINT``,
+``RLHFKIT_API_KEY``, ``RLHFKIT_DATA_DIR``, ``RLHFKIT_APP_VERSION``, ``RLHFKIT_ENVIRONMENT``.
 Names are the spec's options in snake_case, with units in the names
 (``flush_interval_s``); the spec's ``flush_interval`` (milliseconds) is
 accepted too and converted.
@@ -101,6 +103,8 @@ class InstrumentationConfig:
                 kwargs["flush_interval_s"] = float(value) / 1000.0
             except (TypeError, ValueError):
                 raise ValidationError("flush_interval", "must be a number of milliseconds", value) from None
+        if config is None:
+            _from_environment(kwargs)
         known = {f.name for f in fields(cls)}
         for name in kwargs:
             if name not in known:
@@ -110,3 +114,16 @@ class InstrumentationConfig:
         values = {f.name: getattr(config, f.name) for f in fields(cls)}
         values.update(kwargs)
         return cls(**values)
+
+
+def _from_environment(kwargs: dict[str, Any]) -> None:
+    """Fill ``sample_rate`` and ``enabled`` from RLHFKIT_SAMPLE_RATE / RLHFKIT_INSTRUMENTATION_ENABLED when not given."""
+    rate = os.environ.get("RLHFKIT_SAMPLE_RATE")
+    if "sample_rate" not in kwargs and rate:
+        try:
+            kwargs["sample_rate"] = float(rate)
+        except ValueError:
+            raise ValidationError("RLHFKIT_SAMPLE_RATE", "must be a number between 0 and 1", rate) from None
+    enabled = os.environ.get("RLHFKIT_INSTRUMENTATION_ENABLED")
+    if "enabled" not in kwargs and enabled:
+        kwargs["enabled"] = enabled.strip().lower() not in {"0", "false", "no", "off"}

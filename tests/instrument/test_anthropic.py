@@ -170,3 +170,17 @@ def test_uninstrument_restores_messages(claude: anthropic.Anthropic, inst: RLHFI
     assert "create" not in vars(claude.messages) and "stream" not in vars(claude.messages)
     claude.messages.create(model="c", max_tokens=64, messages=user("not captured"))
     assert inst.get_interactions() == []
+
+
+def test_raw_response_and_with_options(
+    claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
+    """Anthropic with_raw_response records retries_taken; with_options copies are captured too."""
+    server.queue_error(429)
+    raw = claude.messages.with_raw_response.create(model="c", max_tokens=64, messages=user("raw anthropic"))
+    message = raw.parse()
+    assert type(message) is Message and raw.retries_taken == 1
+    claude.with_options(timeout=30).messages.create(model="c", max_tokens=64, messages=user("copy"))
+    first, second = inst.get_interactions()
+    assert first.response == message.content[0].text and first.metrics and first.metrics.retry_count == 1
+    assert second.prompt == "copy"

@@ -352,3 +352,45 @@ def test_with_options_copies_are_captured_too(oai: openai.OpenAI, inst: RLHFInst
     copy.chat.completions.create(model="m", messages=user("copy after uninstrument"))
     oai.chat.completions.create(model="m", messages=user("original"))
     assert [i.prompt for i in inst.get_interactions()] == ["via copy", "original"]
+
+
+def test_stream_retry_and_responses_tool_calls(
+    oai: openai.OpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
+    """A stream that needed a retry counts it; Responses API function calls are recorded."""
+    server.queue_error(429)
+    for _ in oai.chat.completions.create(model="m", messages=user("stream after 429"), stream=True):
+        pass
+    tools = [{"type": "function", "name": "search", "parameters": {"type": "object"}}]
+    server.queue_reply(tool_calls=[{"name": "search", "arguments": {"q": "x"}}])
+    oai.responses.create(model="m", input="find x", tools=tools)
+    server.queue_reply(tool_calls=[{"name": "search", "arguments": {"q": "y"}}])
+    with oai.responses.stream(model="m", input="find y", tools=tools) as stream:
+        stream.until_done()
+    streamed, plain, helper = inst.get_interactions()
+    assert streamed.metrics is not None and streamed.metrics.retry_count == 1 and not streamed.incomplete
+    assert plain.tool_calls[0]["name"] == "search" and json.loads(plain.tool_calls[0]["arguments"]) == {
+        "q": "x"
+    }
+    assert plain.tools == tools
+    assert json.loads(helper.tool_calls[0]["arguments"]) == {"q": "y"}
+
+
+async def test_async_raw_stream_and_responses_cut(
+    aoai: openai.AsyncOpenAI, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
+    """Async raw streaming responses are captured when parsed; a cut Responses stream is captured incomplete."""
+    raw = await aoai.chat.completions.with_raw_response.create(
+        model="m", messages=user("async raw stream"), stream=True
+    )
+    stream = raw.parse()
+    assert type(stream) is openai.AsyncStream
+    text = "".join([c.choices[0].delta.content or "" async for c in stream])
+    server.queue_cut(after_chunks=5)
+    with pytest.raises(openai.APIConnectionError):
+        async for _ in await aoai.responses.create(model="m", input="cut responses", stream=True):
+            pass
+    by_prompt = {i.prompt: i for i in inst.get_interactions()}
+    assert by_prompt["async raw stream"].response == text and not by_prompt["async raw stream"].incomplete
+    cut = by_prompt["cut responses"]
+    assert cut.incomplete is True and cut.error is not None and cut.response

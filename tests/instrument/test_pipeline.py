@@ -382,3 +382,16 @@ def test_concurrent_calls_from_threads_are_all_captured(server: FakeLLMServer) -
         assert json.dumps([i.model_dump(mode="json") for i in found])
     finally:
         inst.destroy(timeout_s=1)
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RLHFKIT_SAMPLE_RATE and RLHFKIT_INSTRUMENTATION_ENABLED apply when the argument is not given."""
+    monkeypatch.setenv("RLHFKIT_SAMPLE_RATE", "0.25")
+    monkeypatch.setenv("RLHFKIT_INSTRUMENTATION_ENABLED", "false")
+    config = InstrumentationConfig.from_kwargs()
+    assert config.sample_rate == 0.25 and config.enabled is False
+    assert InstrumentationConfig.from_kwargs(sample_rate=1.0).sample_rate == 1.0
+    monkeypatch.setenv("RLHFKIT_SAMPLE_RATE", "lots")
+    with pytest.raises(ValidationError) as bad:
+        InstrumentationConfig.from_kwargs()
+    assert bad.value.field == "RLHFKIT_SAMPLE_RATE"
