@@ -189,21 +189,47 @@ def _interaction_row(i: Interaction) -> InteractionRow:
     )
 
 
-def _sql_interactions(storage: Any, ids: Sequence[str]) -> Iterator[InteractionRow]:
-    from ..storage._sql_schema import interactions as t
-    from ..storage._sql_schema import sa
+# Interactions by id, in the driver's own SQL: at millions of ids in chunks of
+# hundreds, building each statement with SQLAlchemy costs more than running it.
+# Only two fields of the JSON document are needed; they are extracted in SQL.
+_INTERACTIONS_BY_ID = {
+    "sqlite": (
+        "SELECT id, model, timestamp, prompt, response, json_extract(doc, '$.context'), has_error,"
+        " json_extract(doc, '$.incomplete') FROM interactions WHERE project = ? AND id IN ({marks})",
+        "?",
+    ),
+    "postgresql": (
+        "SELECT id, model, timestamp, prompt, response, (doc->'context')::text, has_error,"
+        " doc->>'incomplete' FROM interactions WHERE project = %s AND id IN ({marks})",
+        "%s",
+    ),
+}
 
-    # Only two fields of the JSON document are needed; extract them in SQL.
-    context = sa.cast(t.c.doc["context"], sa.Text)
-    incomplete = sa.cast(t.c.doc["incomplete"], sa.Text)
-    query = sa.select(t.c.id, t.c.model, t.c.timestamp, t.c.prompt, t.c.response, context, t.c.has_error, incomplete)
-    query = query.where(t.c.project == storage.project, t.c.id.in_(list(ids)))
+
+def _sql_interactions(storage: Any, ids: Sequence[str]) -> Iterator[InteractionRow]:
+    if not ids:
+        return
+    template = _INTERACTIONS_BY_ID.get(storage.dialect)
     with _reading(storage) as connection:
-        # Plain columns only: read the driver's tuples, skipping SQLAlchemy's row objects.
-        rows = connection.execute(query).cursor.fetchall()
+        if template is not None:
+            sql, mark = template
+            statement = sql.format(marks=", ".join([mark] * len(ids)))
+            rows = connection.exec_driver_sql(statement, (storage.project, *ids)).cursor.fetchall()
+        else:
+            rows = connection.execute(_interactions_query(storage, ids)).cursor.fetchall()
     loads = json.loads
     for iid, model, micros, prompt, response, ctx, failed, partial in rows:
         messages = loads(ctx) if ctx and ctx not in ("[]", "null") else []
         yield InteractionRow(
-            iid, model, micros / 1e6, prompt, response, _context(messages), bool(failed), partial in ("true", "1")
+            iid, model, micros / 1e6, prompt, response, _context(messages), bool(failed), partial in (1, "1", "true", True)
         )
+
+
+def _interactions_query(storage: Any, ids: Sequence[str]) -> Any:
+    from ..storage._sql_schema import interactions as t
+    from ..storage._sql_schema import sa
+
+    context = sa.cast(t.c.doc["context"], sa.Text)
+    incomplete = sa.cast(t.c.doc["incomplete"], sa.Text)
+    query = sa.select(t.c.id, t.c.model, t.c.timestamp, t.c.prompt, t.c.response, context, t.c.has_error, incomplete)
+    return query.where(t.c.project == storage.project, t.c.id.in_(list(ids)))

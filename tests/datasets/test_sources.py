@@ -70,3 +70,16 @@ def test_sql_rows_honour_filters_and_paging(sql: SQLStorage, rec: Recorder) -> N
     first = rec.feedback[0].id
     after = FeedbackFilter(after_id=first)
     assert [r.id for r in iter_feedback_rows(sql, after)] == [f.id for f in sql.iter_feedback(after)]
+
+
+def test_sqlalchemy_fallback_reads_the_same_interactions(sql: SQLStorage, rec: Recorder,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Without a hand-written statement for the dialect, the SQLAlchemy query gives the same rows."""
+    from rlhfkit.datasets import _sources
+
+    _fill(rec)
+    rec.save(sql)
+    ids = [i.id for i in rec.interactions]
+    direct = sorted(iter_interaction_rows(sql, ids))
+    monkeypatch.setattr(_sources, "_INTERACTIONS_BY_ID", {})
+    assert sorted(iter_interaction_rows(sql, ids)) == direct
