@@ -396,6 +396,18 @@ class RLHFInstrumentation:
         """
         return self._worker.flush(timeout_s)
 
+    async def aflush(self, timeout_s: float = 10.0) -> int:
+        """:meth:`flush` for async code: runs in a thread so the event loop never waits on storage."""
+        import asyncio
+
+        return await asyncio.to_thread(self.flush, timeout_s)
+
+    def __enter__(self) -> RLHFInstrumentation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.destroy()
+
     def destroy(self, timeout_s: float = 10.0) -> int:
         """Flush, uninstrument every client, stop the worker and drop listeners; the records left undelivered."""
         if self._closed:

@@ -395,3 +395,15 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError) as bad:
         InstrumentationConfig.from_kwargs()
     assert bad.value.field == "RLHFKIT_SAMPLE_RATE"
+
+
+async def test_aflush_and_context_manager() -> None:
+    """aflush delivers from async code without blocking the loop; leaving `with` destroys the instrumentation."""
+    storage = MemoryStorage()
+    with RLHFInstrumentation(storage_backend=storage, batch_size=50) as inst:
+        got = inst.capture_interaction("async flush", "ok")
+        assert got is not None
+        assert await inst.aflush(timeout_s=2) == 0
+        assert storage.get_interaction(got.id) is not None
+    with pytest.raises(ClosedError):
+        inst.capture_interaction("after", "closed")
