@@ -75,6 +75,10 @@ class MemoryKeyStore:
         """The key matching ``key``, or None."""
         return self._keys.get(hash_key(key))
 
+    def cached(self, key: str) -> tuple[bool, ApiKey | None]:
+        """``(True, lookup(key))``: everything here is in memory."""
+        return True, self.lookup(key)
+
 
 class SQLKeyStore:
     """Keys in the ``api_keys`` table of an SQL database (SQLite or PostgreSQL).
@@ -110,14 +114,22 @@ class SQLKeyStore:
             )
         return key
 
-    def lookup(self, key: str) -> ApiKey | None:
-        """The active key matching ``key``, or None."""
+    def cached(self, key: str) -> tuple[bool, ApiKey | None]:
+        """``(True, answer)`` when the answer for ``key`` is in the cache, else ``(False, None)``; no I/O."""
         digest = hash_key(key)
-        now = time.monotonic()
         with self._lock:
             hit = self._cache.get(digest)
-        if hit is not None and now - hit[0] < self.cache_s:
-            return hit[1]
+        if hit is not None and time.monotonic() - hit[0] < self.cache_s:
+            return True, hit[1]
+        return False, None
+
+    def lookup(self, key: str) -> ApiKey | None:
+        """The active key matching ``key``, or None."""
+        found, answer = self.cached(key)
+        if found:
+            return answer
+        digest = hash_key(key)
+        now = time.monotonic()
         sa = require("sqlalchemy", "sql")
         t = self.table
         with self.engine.connect() as conn:
@@ -126,12 +138,12 @@ class SQLKeyStore:
                     t.c.key_hash == digest, t.c.revoked_at.is_(None)
                 )
             ).first()
-        found = None if row is None else ApiKey(str(row.id), row.project, row.name, bool(row.write_only))
+        result = None if row is None else ApiKey(str(row.id), row.project, row.name, bool(row.write_only))
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[digest] = (now, found)
-        return found
+            self._cache[digest] = (now, result)
+        return result
 
     def revoke(self, name: str, project: str) -> int:
         """Revoke every active key called ``name`` in ``project``; return how many."""

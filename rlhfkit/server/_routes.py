@@ -150,7 +150,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # --------------------------------------------------------------------------- auth and storage
 
 
-def _key(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+async def _key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ApiKey:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise HTTPException(
             401,
@@ -160,7 +162,11 @@ def _key(request: Request, credentials: Annotated[HTTPAuthorizationCredentials |
     token = credentials.credentials
     key = None
     if len(token) <= 200 and "\x00" not in token:
-        key = request.app.state.keys.lookup(token)
+        keys = request.app.state.keys
+        cached = getattr(keys, "cached", None)
+        found, key = cached(token) if cached is not None else (False, None)
+        if not found:  # a database read: off the event loop
+            key = await run_in_threadpool(keys.lookup, token)
     if key is None:
         raise HTTPException(
             401, {"error": "unauthorized", "message": "unknown or revoked API key"}, headers={"WWW-Authenticate": "Bearer"}
@@ -168,11 +174,11 @@ def _key(request: Request, credentials: Annotated[HTTPAuthorizationCredentials |
     return key  # type: ignore[no-any-return]
 
 
-def _writer(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> Storage:
+async def _writer(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> Storage:
     return request.app.state.projects(key.project)  # type: ignore[no-any-return]
 
 
-def _reader(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> Storage:
+async def _reader(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> Storage:
     if key.write_only:
         raise HTTPException(403, {"error": "forbidden", "message": "this API key may only ingest records"})
     return request.app.state.projects(key.project)  # type: ignore[no-any-return]
