@@ -172,12 +172,16 @@ class ZeroDBSink:
         self._vectors_done: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
+        self._closing = False
 
     # ------------------------------------------------------------------ the Sink method
 
     def send(self, body: bytes) -> None:
         """Store every row of the batch that is not stored yet, and upsert its vectors."""
-        rows = json.loads(body)["rows"]
+        try:
+            rows = json.loads(body)["rows"]
+        except (ValueError, KeyError, TypeError) as exc:  # not ours, or damaged: keep it aside, never loop on it
+            raise DeliveryError(f"spooled batch is not a ZeroDB batch: {exc}") from exc
         if not rows:
             return
         self.ensure_table()
@@ -211,9 +215,13 @@ class ZeroDBSink:
         self._tables_ready = True
 
     def close(self) -> None:
-        """Stop the worker threads and close the connection pool."""
+        """Start no more requests, let the worker threads end, and close the connection pool.
+
+        Never waits for requests in flight: close(timeout) must return on time.
+        """
+        self._closing = True
         if self._pool is not None and self._pool_pid == os.getpid():
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
         self.http.close()
 
@@ -248,7 +256,12 @@ class ZeroDBSink:
                 task = next(queue, None)
                 if task is None:
                     break
-                pending[pool.submit(self._do, *task)] = task
+                try:
+                    if self._closing:
+                        raise RuntimeError("closing")
+                    pending[pool.submit(self._do, *task)] = task
+                except RuntimeError:  # closed while sending: the rest waits in the spool
+                    retry = RetryLater("the storage is closing")
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -251,3 +251,21 @@ def test_refused_batches_are_delivered_once_after_the_key_is_fixed(
     assert fixed.retry_failed() == 12
     assert fixed.flush(timeout_s=10) == 0
     assert_stored_once(shared, project, [*written, half])
+
+
+def test_a_damaged_spool_file_is_set_aside_not_retried_forever(
+    shared: EmulatorServer, project: str, make_storage: Make, tmp_path: Path
+) -> None:
+    """A spooled file that is not a ZeroDB batch (left by a dead process) goes to failed/; good batches still land."""
+    orphan = tmp_path / "spool" / "p-999999-dead"
+    orphan.mkdir(parents=True)
+    (orphan / ".lock").touch()
+    (orphan / "00000000000000000001-0000001000000001-3.batch").write_bytes(b'{"interactions": [')
+    storage = make_storage(shared, project)
+    written = [batch(4, "good")]
+    storage.write(written[0])
+    assert storage.flush(timeout_s=10) == 0
+    assert (storage.failed_uploads, storage.delivered) == (3, 4)
+    assert "not a ZeroDB batch" in (storage.last_error or "")
+    assert [p.name for p in (tmp_path / "spool" / "failed").iterdir()] == ["00000000000000000001-0000001000000001-3.batch"]
+    assert_stored_once(shared, project, written)
