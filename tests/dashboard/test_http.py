@@ -110,6 +110,27 @@ def test_both_query_plans_of_the_table_select_what_the_api_does(collector: Colle
         storage.close()
 
 
+def test_a_windowed_search_pages_on_until_every_match_is_found(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a scan window smaller than the table, 'older' cursors continue the search window after window, missing nothing."""
+    monkeypatch.setattr(_queries, "SCAN_WINDOW", 5)
+    storage = SQLStorage(collector.db_url)
+    try:
+        for ours, theirs in (({"search": "CAPITAL"}, {"search": "capital"}), ({"errors_only": True}, {"errors_only": "true"})):
+            seen: list[str] = []
+            windows = 0
+            page = _queries.interaction_page(storage, InteractionFilter(**ours), size=4)
+            for _ in range(200):
+                seen += [r.id for r in page.rows]
+                windows += page.scanned_to is not None
+                if page.older is None:
+                    break
+                page = _queries.interaction_page(storage, InteractionFilter(**ours), before=page.older, size=4)
+            expected = {i["id"] for i in collector.api("/v1/interactions", limit=1000, **theirs)["data"]}
+            assert len(seen) == len(set(seen)) and set(seen) == expected and windows > 3, ours
+    finally:
+        storage.close()
+
+
 def test_a_collector_on_the_memory_backend_serves_every_page() -> None:
     """Without SQL the pages read through the Storage protocol: newest first, groups, feedback, analytics."""
     storage = MemoryStorage()

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from ..._models import FeedbackFilter, FeedbackType, InteractionFilter
 from ...errors import NotFoundError, StorageError, ValidationError
 from ._forms import DIMENSIONS, KINDS, feedback_from_form, store_feedback
-from ._queries import group_key, interaction_page
+from ._queries import SCAN_WINDOW, group_key, interaction_page
 from ._session import check_csrf, clear_cookie, new_cookie
 from ._web import login_redirect, models_of, render, signed_in, storage_of
 
@@ -156,6 +156,8 @@ def interactions(request: Request) -> Any:
         request, "interactions.html", session, page=page, values=values, errors=errors,
         models=models_of(storage), feedback_types=[t.value for t in FeedbackType],
         filtered=bool(kept), newer_url=_page_url(kept, after=page.newer), older_url=_page_url(kept, before=page.older),
+        page_cursor=bool(before or after), first_url="/interactions" + (f"?{urlencode(kept)}" if kept else ""),
+        scan_window=SCAN_WINDOW,
     )  # fmt: skip
 
 

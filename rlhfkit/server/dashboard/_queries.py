@@ -20,6 +20,7 @@ from ...storage.base import Storage
 
 __all__ = [
     "GROUP_WINDOW",
+    "SCAN_WINDOW",
     "Group",
     "Page",
     "Row",
@@ -63,6 +64,8 @@ class Page:
     rows: list[Row]
     newer: str | None = None
     older: str | None = None
+    scanned_to: datetime | None = None
+    """Set when a text search or error filter looked only at a window of rows: the oldest time it reached."""
 
 
 def _is_sql(storage: Storage) -> bool:
@@ -91,8 +94,8 @@ def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
     """``(microseconds, id)`` of a cursor, or None when it is missing or malformed."""
     if not cursor or len(cursor) > 240:
         return None
-    micros, _, interaction_id = cursor.partition(".")
-    if not interaction_id or not micros.lstrip("-").isdigit() or len(micros) > 20:
+    micros, sep, interaction_id = cursor.partition(".")
+    if not sep or not micros.lstrip("-").isdigit() or len(micros) > 20:
         return None
     return int(micros), interaction_id
 
@@ -108,21 +111,29 @@ def interaction_page(
     older_than, newer_than = parse_cursor(before), parse_cursor(after)
     if older_than is not None:
         newer_than = None
+    floor: int | None = None
     if _is_sql(storage):
-        rows, more = _sql_page(storage, flt, older_than, newer_than, size)
+        rows, more, floor = _sql_page(storage, flt, older_than, newer_than, size)
     else:
         rows, more = _generic_page(storage, flt, older_than, newer_than, size)
+    scanned_to = None if floor is None else _EPOCH + timedelta(microseconds=floor)
+    # An empty id sorts first: the cursor "floor." continues just below the window scanned.
+    below = None if floor is None else f"{floor}."
     if not rows:
-        return Page(rows=[])
+        return Page(rows=[], older=below, scanned_to=scanned_to)
     first, last = cursor_of(rows[0]), cursor_of(rows[-1])
     if newer_than is not None:
         return Page(rows=rows, newer=first if more else None, older=last)
-    return Page(rows=rows, newer=first if older_than is not None else None, older=last if more else None)
+    return Page(
+        rows=rows, newer=first if older_than is not None else None,
+        older=last if more else below, scanned_to=None if more else scanned_to,
+    )  # fmt: skip
 
 
 def _sql_page(
     storage: Any, flt: InteractionFilter, before: tuple[int, str] | None, after: tuple[int, str] | None, size: int
-) -> tuple[list[Row], bool]:
+) -> tuple[list[Row], bool, int | None]:
+    """The rows of one page, whether there are more, and the time floor of the window scanned (if one was)."""
     from ...storage._sql_rows import interaction_conditions, sa
     from ...storage._sql_schema import feedback_targets as t
     from ...storage._sql_schema import from_micros
@@ -131,8 +142,14 @@ def _sql_page(
     plain = flt.model_copy(update={"feedback_types": None, "min_rating": None, "max_rating": None,
                                     "has_feedback": None if flt.has_feedback else flt.has_feedback})  # fmt: skip
     feedback_filters = _feedback_filters(storage.project, flt, bool(flt.has_feedback))
+    extra = []
+    if flt.search is not None and storage.dialect == "sqlite":
+        # SQLite's LIKE already ignores ASCII case (its lower() folds no more): skip a lower() per row.
+        plain = plain.model_copy(update={"search": None})
+        extra.append(sa.or_(i.c.prompt.contains(flt.search, autoescape=True),
+                            i.c.response.contains(flt.search, autoescape=True)))  # fmt: skip
     with storage._connect() as connection:
-        conditions = list(interaction_conditions(storage.project, plain))
+        conditions = [*interaction_conditions(storage.project, plain), *extra]
         # A selective filter makes sorting its few rows cheaper than walking the time index.
         narrow = flt.session_id is not None or flt.ids is not None
         for part in feedback_filters:
@@ -146,6 +163,12 @@ def _sql_page(
             i.c.has_error, sa.func.substr(i.c.prompt, 1, _SNIPPET).label("prompt"),
             sa.func.substr(i.c.response, 1, _SNIPPET).label("response"),
         ).where(*conditions)  # fmt: skip
+        floor = None
+        if not narrow and after is None and (flt.search is not None or flt.errors_only):
+            # No index serves these: look at the newest SCAN_WINDOW rows below the cursor, and page on from there.
+            floor = _window_floor(connection, storage.project, flt, before)
+            if floor is not None:
+                query = query.where(i.c.timestamp >= floor)
         # ``timestamp + 0`` cannot use the time index: the database then starts from the narrow filter.
         when = i.c.timestamp + 0 if narrow else i.c.timestamp
         key = sa.tuple_(i.c.timestamp, i.c.id)
@@ -179,7 +202,28 @@ def _sql_page(
         )  # fmt: skip
         for r in found
     ]
-    return rows, more
+    return rows, more, floor
+
+
+SCAN_WINDOW = 50_000
+"""Rows a text search or the errors-only filter looks at per page request (no index serves them)."""
+
+
+def _window_floor(connection: Any, project: str, flt: InteractionFilter, before: tuple[int, str] | None) -> int | None:
+    """The time of the SCAN_WINDOW-th newest row below ``before`` (an index-only walk), or None when fewer remain."""
+    from ...storage._sql_rows import sa
+    from ...storage._sql_schema import interactions as i
+    from ...storage._sql_schema import to_micros
+
+    query = sa.select(i.c.timestamp).where(i.c.project == project)
+    if before is not None:
+        query = query.where(i.c.timestamp <= before[0])
+    if flt.end_time is not None:
+        query = query.where(i.c.timestamp < to_micros(flt.end_time))
+    if flt.start_time is not None:
+        query = query.where(i.c.timestamp >= to_micros(flt.start_time))
+    floor = connection.execute(query.order_by(i.c.timestamp.desc()).limit(1).offset(SCAN_WINDOW)).scalar()
+    return None if floor is None else int(floor)
 
 
 @dataclass
