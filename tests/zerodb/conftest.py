@@ -12,7 +12,7 @@ import pytest
 from rlhfkit.storage.zerodb import ZeroDBStorage
 from tests.zerodb.emulator import EmulatorServer, ZeroDBEmulator
 
-FAST = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 2.0, "read_wait_s": 60.0}
+FAST: dict[str, Any] = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 2.0, "read_wait_s": 60.0}
 """Tiny backoffs so that retries happen within a test's few seconds."""
 
 

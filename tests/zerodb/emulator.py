@@ -166,8 +166,8 @@ class ZeroDBEmulator:
                 with em.lock:
                     rows = em._table(project_id, table)
                     now = _now()
-                    row = {"row_id": str(uuid.uuid4()), "project_id": project_id, "table_name": table,
-                           "row_data": body.row_data, "created_at": now, "updated_at": now}  # fmt: skip
+                    row: dict[str, Any] = {"row_id": str(uuid.uuid4()), "project_id": project_id, "table_name": table,
+                                           "row_data": body.row_data, "created_at": now, "updated_at": now}  # fmt: skip
                     rows[row["row_id"]] = row
                     slow = em.slow_inserts > 0
                     if slow:
