@@ -296,6 +296,7 @@ class Sender:
                 logger.exception("could not adopt spool directory %s", entry)
             finally:
                 os.close(fd)
+        self._remove_abandoned_claims()
         _fsync_dir(self.dir)
         with self._cond:
             records = size = 0
@@ -307,6 +308,26 @@ class Sender:
             self._other_bytes = other
             if records:
                 self._cond.notify_all()
+
+    def _remove_abandoned_claims(self) -> None:
+        """Remove half-built directories of senders that died while claiming one (they hold no batches)."""
+        for entry in self.root.glob(".new-*"):
+            try:
+                if time.time() - entry.stat().st_mtime < 60:  # a claim takes microseconds: leave young ones
+                    continue
+                fd = os.open(entry / _LOCK, os.O_RDWR)
+            except FileNotFoundError:
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                pass  # being claimed right now
+            finally:
+                os.close(fd)
 
     # ------------------------------------------------------------------ the caller's side
 
@@ -389,11 +410,11 @@ class Sender:
             except Exception:
                 logger.exception("closing the sink failed")
         if self._lock_fd is not None and (thread is None or not thread.is_alive()):
+            if self._pending_records == 0:  # nothing left: remove the directory while still holding it
+                shutil.rmtree(self.dir, ignore_errors=True)
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
-            if remaining == 0:
-                shutil.rmtree(self.dir, ignore_errors=True)
         _live.discard(self)
         return remaining
 

@@ -156,3 +156,16 @@ def test_child_after_fork_gets_its_own_directory(tmp_path: Path) -> None:
     later = _sender(sink, tmp_path)  # a later sender adopts whatever is left, the dead child's batch included
     assert later.close(timeout_s=10) == 0
     assert sorted(sink.bodies) == [b"child", b"parent"]
+
+
+def test_abandoned_half_claimed_directories_are_removed(tmp_path: Path) -> None:
+    """A directory left by a sender that died while claiming it (old, unlocked) is removed; a young one is left."""
+    old = tmp_path / ".new-1-old"
+    old.mkdir()
+    (old / ".lock").touch()
+    os.utime(old, (0, 0))
+    young = tmp_path / ".new-2-young"
+    young.mkdir()
+    sender = _sender(RecordingSink(), tmp_path)
+    assert not old.exists() and young.exists()
+    sender.close(timeout_s=1)
