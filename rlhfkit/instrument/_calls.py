@@ -224,13 +224,18 @@ async def _aiterate(source: AsyncIterator[Any], call: Call) -> AsyncIterator[Any
 def _hook_close(response: Any, call: Call) -> None:
     # The SDK helpers (ChatCompletionStream, MessageStream, ResponseStream) close
     # the HTTP response directly, so the close is observed on the response itself.
-    # A weak reference avoids a response -> closure -> response cycle.
+    # A weak reference avoids a response -> closure -> response cycle; a hook
+    # already there (another instrumentation) is chained, not replaced.
+    previous = response.__dict__.get("close")
     cls_close = type(response).close
     ref = weakref.ref(response)
 
     def close() -> None:
         if not call.in_next:
             call.finish("closed")
+        if previous is not None:
+            previous()
+            return
         target = ref()
         if target is not None:
             cls_close(target)
@@ -239,12 +244,16 @@ def _hook_close(response: Any, call: Call) -> None:
 
 
 def _hook_aclose(response: Any, call: Call) -> None:
+    previous = response.__dict__.get("aclose")
     cls_aclose = type(response).aclose
     ref = weakref.ref(response)
 
     async def aclose() -> None:
         if not call.in_next:
             call.finish("closed")
+        if previous is not None:
+            await previous()
+            return
         target = ref()
         if target is not None:
             await cls_aclose(target)

@@ -394,3 +394,21 @@ async def test_async_raw_stream_and_responses_cut(
     assert by_prompt["async raw stream"].response == text and not by_prompt["async raw stream"].incomplete
     cut = by_prompt["cut responses"]
     assert cut.incomplete is True and cut.error is not None and cut.response
+
+
+def test_two_instrumentations_on_one_client_both_capture(
+    oai: openai.OpenAI, inst: RLHFInstrumentation
+) -> None:
+    """A second instrumentation on the same client captures too, early-closed streams included."""
+    other = RLHFInstrumentation()
+    try:
+        other.instrument(oai)
+        oai.chat.completions.create(model="m", messages=user("both plain"))
+        with oai.chat.completions.create(model="m", messages=user("both stream"), stream=True) as stream:
+            for _ in stream:
+                break
+        for instrumentation in (inst, other):
+            plain, streamed = instrumentation.get_interactions()
+            assert plain.prompt == "both plain" and streamed.incomplete is True
+    finally:
+        other.destroy(timeout_s=1)
