@@ -203,6 +203,8 @@ class InteractionIndex:
         store, offset, (ctx_len, prompt_len, response_len) = self._store, self.offset, self.lengths
         usable = self.USABLE
         end = self._end
+        codes = self._model_codes
+        read = 0
         for start in range(0, total, _CHUNK_IDS):
             chunk = wanted[start : start + _CHUNK_IDS]
             by_id = {ids[i]: i for i in chunk}
@@ -210,13 +212,13 @@ class InteractionIndex:
                 i = by_id.pop(row.id, None)
                 if i is None:
                     continue
-                self.read += 1
-                model[i] = self._model_code(row.model)
+                read += 1
+                code = codes.get(row.model)
+                model[i] = code if code is not None else self._model_code(row.model)
                 time[i] = row.timestamp
-                reason = _unusable(row.response, row.failed, row.incomplete)
-                if reason is not None:
+                if row.incomplete or not row.response.strip():
                     state[i] = self.SKIPPED
-                    self.skipped[reason] += 1
+                    self.skipped[_unusable(row.response, row.failed, row.incomplete) or "unusable"] += 1
                     continue
                 context = row.context
                 if context:
@@ -233,16 +235,16 @@ class InteractionIndex:
                     encoded_ctx = _encode_context(context).encode() if context else b""
                     encoded_prompt, encoded_response = row.prompt.encode(), row.response.encode()
                     store.write(encoded_ctx + encoded_prompt + encoded_response)
-                    ctx_len[i], prompt_len[i], response_len[i] = (
-                        len(encoded_ctx), len(encoded_prompt), len(encoded_response)
-                    )  # fmt: skip
-                    end += ctx_len[i] + prompt_len[i] + response_len[i]
+                    lc, lp, lr = len(encoded_ctx), len(encoded_prompt), len(encoded_response)
+                    ctx_len[i], prompt_len[i], response_len[i] = lc, lp, lr
+                    end += lc + lp + lr
             for i in by_id.values():
                 state[i] = self.MISSING
                 self.skipped["interaction not found"] += 1
             if progress is not None:
                 progress("interactions", min(start + _CHUNK_IDS, total), total)
         self._end = end
+        self.read += read
         self._unflushed = True
 
     def _model_code(self, model: str | None) -> int:
