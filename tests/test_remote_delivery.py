@@ -178,6 +178,17 @@ def test_5xx_replies_are_retried(collector: Collector, project: Project, tmp_pat
     assert {collector.faults.delivered[i.id] for i in records.interactions} == {1}
 
 
+def test_timed_out_request_is_retried(collector: Collector, project: Project, tmp_path: Path) -> None:
+    """A request that outlives the client's timeout is retried; the records are stored once."""
+    collector.faults.stalls = [2.0]
+    storage = _remote(collector.url, project, tmp_path / "spool", timeout_s=0.5)
+    records = batch(10, "slow")
+    storage.write(records)
+    assert storage.close(timeout_s=20) == 0
+    assert len(collector.faults.attempts) >= 2
+    assert _stored(project) == 10
+
+
 def test_refused_batch_counts_as_failed_upload_and_is_kept(
     collector: Collector, project: Project, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -29,7 +29,8 @@ class FaultyApp:
     """Wraps the collector: counts the ids of accepted ingest requests, and injects faults.
 
     ``scripted`` is a list of ``(status, headers)`` replies given, in order,
-    to the next ingest requests instead of passing them on; ``gate`` blocks
+    to the next ingest requests instead of passing them on; ``stalls`` delays
+    the next requests by so many seconds before serving them; ``gate`` blocks
     ingest requests while cleared; ``attempts`` records when each ingest
     request arrived (monotonic seconds).
     """
@@ -41,6 +42,7 @@ class FaultyApp:
         self.scripted: list[tuple[int, dict[str, str]]] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.stalls: list[float] = []
         self.lock = threading.Lock()
 
     def reset(self) -> None:
@@ -49,6 +51,7 @@ class FaultyApp:
             self.delivered.clear()
             self.attempts.clear()
             self.scripted.clear()
+            self.stalls.clear()
         self.gate.set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -68,6 +71,9 @@ class FaultyApp:
         body = b"".join(chunks)
         with self.lock:
             scripted = self.scripted.pop(0) if self.scripted else None
+            stall = self.stalls.pop(0) if self.stalls else 0.0
+        if stall:
+            await asyncio.sleep(stall)
         if scripted is not None:
             status, headers = scripted
             payload = json.dumps({"error": "scripted", "message": f"scripted {status}"}).encode()
