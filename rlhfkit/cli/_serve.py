@@ -39,8 +39,10 @@ def serve(
         key = _demo_key(app.state.keys, create_key)
         typer.echo(f"API key for project 'default': {key}")
         typer.echo(f'  curl -H "Authorization: Bearer {key}" {address}/v1/stats')
-    if workers > 1:
+    if workers > 1:  # each worker process builds its own app from these
         os.environ["RLHFKIT_DB"] = db
+        os.environ["RLHFKIT_MAX_BODY_MB"] = str(max_body_mb)
+        os.environ["RLHFKIT_CORS_ORIGINS"] = ",".join(cors_origin)
         uvicorn.run(
             "rlhfkit.cli._serve:_app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info"
         )
@@ -62,7 +64,12 @@ def _app_from_env() -> object:
     """The app factory uvicorn's workers call (``--workers`` > 1)."""
     from ..server import create_app
 
-    return create_app(os.environ.get("RLHFKIT_DB", "sqlite:///rlhf.db"))
+    origins = [o for o in os.environ.get("RLHFKIT_CORS_ORIGINS", "").split(",") if o]
+    return create_app(
+        os.environ.get("RLHFKIT_DB", "sqlite:///rlhf.db"),
+        max_body_bytes=int(float(os.environ.get("RLHFKIT_MAX_BODY_MB", "10")) * 1024 * 1024),
+        cors_origins=origins,
+    )
 
 
 def register(app: typer.Typer) -> None:
