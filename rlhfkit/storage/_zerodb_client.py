@@ -205,7 +205,7 @@ class ZeroDBSink:
         body = {
             wire.TABLE_NAME: self.table_name,
             wire.TABLE_DESCRIPTION: "rlhfkit interactions, feedback and sessions",
-            wire.TABLE_SCHEMA: {"fields": dict(rows_.TABLE_FIELDS)},
+            wire.TABLE_SCHEMA: {wire.SCHEMA_FIELDS: dict(rows_.TABLE_FIELDS)},
         }
         try:
             self.http.request("POST", self.tables_path, body)

@@ -282,24 +282,17 @@ class ZeroDBStorage:
             raise StorageError(f"ZeroDB at {self._http.root} is not answering: {exc}") from exc
 
     def _records(self, kind: str, filters: dict[str, Any] | None = None) -> Iterator[Any]:
-        """Decoded records of ``kind``: the first stored copy of an id (the last one for sessions)."""
+        """Decoded records of ``kind``; of two rows with one id, the first stored (the one a session update replaces)."""
         seen: set[str] = set()
-        sessions: dict[str, FeedbackSession] = {}
         for data in self._rows(kind, filters):
             record_id = str(data.get(rows_.ID))
-            if kind != rows_.SESSION and record_id in seen:
+            if record_id in seen:
                 continue
+            seen.add(record_id)
             try:
-                record = rows_.decode(data)
+                yield rows_.decode(data)
             except ValueError:
                 logger.warning("skipping a ZeroDB row that is not a valid %s: id %r", kind, record_id)
-                continue
-            if isinstance(record, FeedbackSession):
-                sessions[record_id] = record
-            else:
-                seen.add(record_id)
-                yield record
-        yield from sessions.values()
 
     def _by_ids(self, kind: str, ids: Iterable[str]) -> dict[str, Any]:
         wanted = sorted(set(ids))
