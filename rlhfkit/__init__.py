@@ -44,13 +44,34 @@ from ._models import (
 from .storage.base import Storage
 
 if TYPE_CHECKING:
-    from .datasets import export_dataset
+    from .datasets import DatasetSummary, export_dataset
+    from .instrument import (
+        InstrumentationConfig,
+        InstrumentationMetrics,
+        PIIRedactor,
+        RLHFContextMiddleware,
+        RLHFInstrumentation,
+        RLHFWSGIMiddleware,
+        create_instrumentation,
+        redact_pii,
+        rlhf_wsgi_middleware,
+    )
 
 __version__ = "0.1.0"
 
 # Public names whose modules load on first access: name -> module.
 _LAZY = {
+    "DatasetSummary": "rlhfkit.datasets",
     "export_dataset": "rlhfkit.datasets",
+    "InstrumentationConfig": "rlhfkit.instrument",
+    "InstrumentationMetrics": "rlhfkit.instrument",
+    "PIIRedactor": "rlhfkit.instrument",
+    "RLHFContextMiddleware": "rlhfkit.instrument",
+    "RLHFInstrumentation": "rlhfkit.instrument",
+    "RLHFWSGIMiddleware": "rlhfkit.instrument",
+    "create_instrumentation": "rlhfkit.instrument",
+    "redact_pii": "rlhfkit.instrument",
+    "rlhf_wsgi_middleware": "rlhfkit.instrument",
 }
 
 __all__ = [
@@ -60,6 +81,7 @@ __all__ = [
     "BinaryFeedback",
     "ComparativeData",
     "ContextData",
+    "DatasetSummary",
     "ErrorInfo",
     "ExportFormat",
     "Feedback",
@@ -67,13 +89,19 @@ __all__ = [
     "FeedbackSession",
     "FeedbackStats",
     "FeedbackType",
+    "InstrumentationConfig",
+    "InstrumentationMetrics",
     "Interaction",
     "InteractionFilter",
     "Message",
     "MultiDimensionalData",
+    "PIIRedactor",
     "PerformanceMetrics",
     "RLHFConfig",
+    "RLHFContextMiddleware",
+    "RLHFInstrumentation",
     "RLHFLogger",
+    "RLHFWSGIMiddleware",
     "RatingData",
     "RecordBatch",
     "Sentiment",
@@ -82,10 +110,13 @@ __all__ = [
     "TextData",
     "TokenUsage",
     "__version__",
+    "create_instrumentation",
     "create_rlhf_logger",
     "create_storage",
     "errors",
     "export_dataset",
+    "redact_pii",
+    "rlhf_wsgi_middleware",
 ]
 
 
