@@ -9,6 +9,7 @@ too and converted.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -74,8 +75,13 @@ class RLHFConfig(BaseModel):
             raise ConfigurationError(str(error)) from exc
 
 
+def _snake(name: str) -> str:
+    """``vectorTableName`` → ``vector_table_name``: the spec's camelCase keys are accepted too."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
 def _section(config: RLHFConfig, name: str) -> dict[str, Any]:
-    return dict(config.backend_config.get(name) or {})
+    return {_snake(key): value for key, value in (config.backend_config.get(name) or {}).items()}
 
 
 def create_storage(config: RLHFConfig) -> Storage:

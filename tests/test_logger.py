@@ -707,3 +707,11 @@ def test_memory_backend_evicts_oldest_and_counts() -> None:
         kept = [i.id for i in logger.query_interactions()]
         assert kept == ids[5:]
         assert logger.storage.evictions == 5  # type: ignore[attr-defined]
+
+
+def test_backend_config_accepts_the_spec_camel_case_keys(tmp_path: Path) -> None:
+    """backend_config keys written as in the spec (dataDir, maxFileSize) work like snake_case ones."""
+    settings = {"local": {"dataDir": str(tmp_path / "camel"), "compress": False, "maxFileSize": 1, "rotateFiles": True}}
+    with create_rlhf_logger(backend=StorageBackend.LOCAL, backend_config=settings) as logger:
+        logger.log_interaction("p", "r")
+    assert list((tmp_path / "camel").rglob("interactions*.jsonl"))
