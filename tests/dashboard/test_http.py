@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 
@@ -129,6 +130,18 @@ def test_a_windowed_search_pages_on_until_every_match_is_found(collector: Collec
             assert len(seen) == len(set(seen)) and set(seen) == expected and windows > 3, ours
     finally:
         storage.close()
+
+
+def test_parquet_export_and_a_bad_format(collector: Collector, client: httpx.Client) -> None:
+    """A Parquet download of the feedback has one row per feedback; an unknown format re-shows the form with a 422."""
+    import pyarrow.parquet as pq
+
+    reply = client.get("/export/download", params={"kind": "feedback", "format": "parquet"})
+    assert reply.status_code == 200 and reply.headers["content-disposition"].endswith('.parquet"')
+    table = pq.read_table(io.BytesIO(reply.content))
+    assert table.num_rows == collector.api("/v1/stats")["total_feedback"]
+    refused = client.get("/export/download", params={"kind": "all", "format": "xlsx"})
+    assert refused.status_code == 422 and "format" in refused.text
 
 
 def test_a_collector_on_the_memory_backend_serves_every_page() -> None:

@@ -84,7 +84,7 @@ def compare(request: Request, key: str, saved: str | None = None) -> Any:
     group = _find(storage_of(request, session), key)
     if group is None:
         return render(request, "message.html", session, status=404, title="Not found",
-                      message="No group of responses to this prompt among the recent interactions.")  # fmt: skip
+                      message="This prompt has no other response among the newest interactions to compare with.")  # fmt: skip
     return _show(request, session, group, saved=bool(saved))
 
 
