@@ -513,10 +513,14 @@ class RLHFLogger:
             include_feedback=include_feedback,
         )
 
-    def search_similar(self, text: str, top_k: int = 5) -> list[Any]:
+    def search_similar(
+        self, text: str, top_k: int = 5, similarity_threshold: float | None = None
+    ) -> list[dict[str, Any]]:
         """Interactions whose prompt is most similar to ``text`` (backends with vector search).
 
-        Needs a backend that embeds prompts, such as ZeroDB with an ``embedding`` function.
+        Needs a backend that embeds prompts, such as ZeroDB with an ``embedding``
+        function. Each result is a dict with ``interaction_id``, ``similarity``,
+        ``document``, ``metadata`` and ``interaction`` (the stored Interaction or None).
         """
         search = getattr(self._storage, "search_similar", None)
         if search is None:
@@ -528,7 +532,7 @@ class RLHFLogger:
             raise ValidationError("text", "must be a non-empty string", text)
         if not isinstance(top_k, int) or top_k < 1:
             raise ValidationError("top_k", "must be a positive integer", top_k)
-        return list(search(text, top_k))
+        return list(search(text, top_k=top_k, similarity_threshold=similarity_threshold))
 
     def export_dataset(self, kind: str, path: str | Path, **options: Any) -> Any:
         """Build a training dataset (preference, unpaired, sft, reward); see :func:`rlhfkit.datasets.export_dataset`."""
@@ -727,9 +731,11 @@ class AsyncRLHFLogger:
         """See :meth:`RLHFLogger.export_dataset`."""
         return await self._call(self.sync.export_dataset, kind, path, **options)
 
-    async def search_similar(self, text: str, top_k: int = 5) -> list[Any]:
+    async def search_similar(
+        self, text: str, top_k: int = 5, similarity_threshold: float | None = None
+    ) -> list[dict[str, Any]]:
         """See :meth:`RLHFLogger.search_similar`."""
-        return await self._call(self.sync.search_similar, text, top_k)
+        return await self._call(self.sync.search_similar, text, top_k, similarity_threshold)
 
     async def flush(self, timeout_s: float | None = None) -> int:
         """See :meth:`RLHFLogger.flush`."""

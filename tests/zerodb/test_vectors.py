@@ -100,3 +100,20 @@ def test_search_similar_needs_an_embedding_and_text(shared: EmulatorServer, proj
     with pytest.raises(ValidationError) as info:
         make_storage(shared, project, embedding=letters).search_similar("  ")
     assert info.value.field == "text"
+
+
+def test_logger_search_similar_goes_through_zerodb_vectors(shared: EmulatorServer, project: str, tmp_path) -> None:
+    """RLHFLogger.search_similar on a ZeroDB logger with an embedding finds the nearest logged prompt;
+    the spec's camelCase config keys are accepted."""
+    from rlhfkit import StorageBackend, create_rlhf_logger
+
+    zerodb = {"projectId": project, "apiKey": "test-key", "baseUrl": shared.url, "vectorTableName": "rlhf_logger_vec",
+              "embedding": letters, "spoolDir": str(tmp_path / "spool"), "initialBackoffS": 0.01}  # fmt: skip
+    with create_rlhf_logger(backend=StorageBackend.ZERODB, backend_config={"zerodb": zerodb}) as logger:
+        ids = {key: logger.log_interaction(prompt, "...", model="gpt-4") for key, prompt in PROMPTS.items()}
+        assert logger.flush(10) == 0
+        assert logger.storage.flush(timeout_s=10) == 0  # type: ignore[attr-defined]
+        hits = logger.search_similar("what is the capital city of France", top_k=1)
+        assert [h["interaction_id"] for h in hits] == [ids["capital"]]
+        with pytest.raises(ValidationError):
+            logger.search_similar("", top_k=1)
