@@ -306,24 +306,24 @@ def iter_groups(index: InteractionIndex, positions: Iterable[int]) -> Iterator[l
     is the list of positions of interactions that gave the same normalised
     response to that prompt (the first one stands for all).
     """
-    group, response = index.group, index.response
-    order = sorted((i for i in positions if index.usable(i)), key=lambda i: (group[i], response[i], i))
-    current: list[list[int]] = []
-    last_group = last_response = -1
-    for i in order:
-        g, r = group[i], response[i]
-        if g != last_group:
-            if current:
-                yield current
-            current = [[i]]
-            last_group, last_response = g, r
-        elif r != last_response:
-            current.append([i])
-            last_response = r
+    group, response, state, usable = index.group, index.response, index.state, index.USABLE
+    # Sorting by the prompt key alone (a C-level key function) is stable, so
+    # members stay in position order; responses are then grouped per prompt.
+    order = sorted((i for i in positions if state[i] == usable), key=group.__getitem__)
+    start, total = 0, len(order)
+    while start < total:
+        g = group[order[start]]
+        end = start + 1
+        while end < total and group[order[end]] == g:
+            end += 1
+        if end - start == 1:
+            yield [[order[start]]]
         else:
-            current[-1].append(i)
-    if current:
-        yield current
+            by_response: dict[int, list[int]] = {}
+            for i in order[start:end]:
+                by_response.setdefault(response[i], []).append(i)
+            yield [by_response[r] for r in sorted(by_response)]
+        start = end
 
 
 def judgements(table: SignalTable, members: Sequence[int], signals: Sequence[int] = (RATING, BINARY, MULTI, TEXT)) -> Judgements:
