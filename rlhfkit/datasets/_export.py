@@ -237,6 +237,9 @@ def export_dataset(
             if progress is not None and n % 1_000 == 0:
                 progress("examples", n, None)
         files = writer.close()
+        if progress is not None:
+            done = sum(writer.counts.values())
+            progress("examples", done, done)
     except BaseException:
         writer.abort()
         raise
