@@ -90,32 +90,30 @@ def check_body_values(value: Any, field: str) -> None:
             stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
 
 
-def _length(value: str | None, field: str, max_length: int) -> None:
-    if value is not None and len(value) > max_length:
-        raise ValidationError(field, f"must be at most {max_length} characters", value)
-
-
 def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_paths: list[str]) -> None:
-    """Refuse what a SQL column cannot hold (lengths and integer ranges), naming the field.
+    """Refuse what a SQL column cannot hold (lengths, integer ranges, non-finite numbers, deep nesting).
 
-    NUL characters, surrogates and non-finite numbers are refused earlier, by
-    :func:`check_body_values` on the request body.
+    NUL characters and lone surrogates are refused earlier, on the request
+    body. Field names are only built for a refusal: this runs on every record.
     """
     for interaction, where in zip(batch.interactions, interaction_paths, strict=False):
-        _finite(interaction.latency, _at(where, "latency"))
-        if interaction.metrics is not None:
+        _finite(interaction.latency, where, "latency")
+        metrics = interaction.metrics
+        if metrics is not None:
             for name in _METRIC_FLOATS:
-                _finite(getattr(interaction.metrics, name), _at(where, f"metrics.{name}"))
-        for name in ("model_params", "metadata", "tools", "tool_calls"):
-            _shallow(getattr(interaction, name), _at(where, name))
-        for i, message in enumerate(interaction.context):
-            _shallow(message.model_extra, _at(where, f"context[{i}]"))
-        if interaction.environment is not None:
-            _shallow(interaction.environment.custom, _at(where, "environment.custom"))
-        for name, limit in (("model", MAX_ID), ("provider", 100), ("user_id", MAX_ID), ("session_id", MAX_ID)):
+                _finite(getattr(metrics, name), where, f"metrics.{name}")
+        for name in _FREE_FORM:
             value = getattr(interaction, name)
-            if value is not None and len(value) > limit:
-                _length(value, _at(where, name), limit)
+            if value:
+                _shallow(value, where, name)
+        for i, message in enumerate(interaction.context):
+            _shallow(message.model_extra, where, f"context[{i}]")
+        if interaction.environment is not None:
+            _shallow(interaction.environment.custom, where, "environment.custom")
+        _length(interaction.model, MAX_ID, where, "model")
+        _length(interaction.provider, 100, where, "provider")
+        _length(interaction.user_id, MAX_ID, where, "user_id")
+        _length(interaction.session_id, MAX_ID, where, "session_id")
         usage = interaction.token_usage
         if usage is not None:
             for name in ("prompt", "completion", "total", "cached", "reasoning"):
@@ -123,41 +121,47 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
                 if count is not None and count > _INT32:
                     raise ValidationError(_at(where, f"token_usage.{name}"), f"must be at most {_INT32}", count)
     for feedback, where in zip(batch.feedback, feedback_paths, strict=False):
-        _shallow(feedback.metadata, _at(where, "metadata"))
+        _shallow(feedback.metadata, where, "metadata")
         for name in ("interaction_id", "user_id", "session_id", "source"):
-            _length(getattr(feedback, name), _at(where, name), MAX_ID)
+            _length(getattr(feedback, name), MAX_ID, where, name)
         data = feedback.data
         if isinstance(data, MultiDimensionalData):
-            _finite(data.max_score, _at(where, "data.max_score"))
-        if isinstance(data, ComparativeData):
-            _finite(data.confidence, _at(where, "data.confidence"))
-        if isinstance(data, RatingData) and data.max_rating > _INT32:
-            raise ValidationError(_at(where, "data.max_rating"), f"must be at most {_INT32}", data.max_rating)
-        if isinstance(data, ComparativeData):
-            _length(data.preferred_id, _at(where, "data.preferred_id"), MAX_ID)
+            _finite(data.max_score, where, "data.max_score")
+        elif isinstance(data, ComparativeData):
+            _finite(data.confidence, where, "data.confidence")
+            _length(data.preferred_id, MAX_ID, where, "data.preferred_id")
             for i, other in enumerate(data.alternative_ids):
-                _length(other, _at(where, f"data.alternative_ids[{i}]"), MAX_ID)
+                _length(other, MAX_ID, where, f"data.alternative_ids[{i}]")
+        elif isinstance(data, RatingData) and data.max_rating > _INT32:
+            raise ValidationError(_at(where, "data.max_rating"), f"must be at most {_INT32}", data.max_rating)
     for i, session in enumerate(batch.sessions):
-        _shallow(session.metadata, f"sessions[{i}].metadata")
-        _length(session.id, f"sessions[{i}].id", MAX_ID)
-        _length(session.user_id, f"sessions[{i}].user_id", MAX_ID)
+        where = f"sessions[{i}]"
+        _shallow(session.metadata, where, "metadata")
+        _length(session.id, MAX_ID, where, "id")
+        _length(session.user_id, MAX_ID, where, "user_id")
         for j, other in enumerate(session.interaction_ids):
-            _length(other, f"sessions[{i}].interaction_ids[{j}]", MAX_ID)
+            _length(other, MAX_ID, where, f"interaction_ids[{j}]")
         for j, other in enumerate(session.feedback_ids):
-            _length(other, f"sessions[{i}].feedback_ids[{j}]", MAX_ID)
+            _length(other, MAX_ID, where, f"feedback_ids[{j}]")
 
 
-def _finite(value: float | None, field: str) -> None:
+def _length(value: str | None, max_length: int, where: str, name: str) -> None:
+    if value is not None and len(value) > max_length:
+        raise ValidationError(_at(where, name), f"must be at most {max_length} characters", value)
+
+
+def _finite(value: float | None, where: str, name: str) -> None:
     if value is not None and not math.isfinite(value):
-        raise ValidationError(field, "must be a finite number", value)
+        raise ValidationError(_at(where, name), "must be a finite number", value)
 
 
+_FREE_FORM = ("model_params", "metadata", "tools", "tool_calls")
 _METRIC_FLOATS = (
     "time_to_first_token_ms", "total_response_time_ms", "streaming_time_ms", "tokens_per_second", "network_latency_ms",
 )
 
 
-def _shallow(value: Any, field: str) -> None:
+def _shallow(value: Any, where: str, name: str) -> None:
     """Refuse free-form values nested deeper than MAX_DEPTH (JSON encoders give up around 256) or holding NaN."""
     if not value:
         return
@@ -165,12 +169,12 @@ def _shallow(value: Any, field: str) -> None:
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise ValidationError(field, f"must not be nested deeper than {MAX_DEPTH} levels", None)
+            raise ValidationError(_at(where, name), f"must not be nested deeper than {MAX_DEPTH} levels", None)
         for sub in item.values() if isinstance(item, dict) else item:
             if isinstance(sub, dict | list):
                 stack.append((sub, depth + 1))
             elif isinstance(sub, float) and not math.isfinite(sub):
-                check_body_values(value, field)  # names the exact place
+                check_body_values(value, _at(where, name))  # names the exact place
 
 
 def _at(where: str, name: str) -> str:
