@@ -30,6 +30,10 @@ _CONTEXT_FIELDS = {
     "referrer": "referrer", "url": "url", "userId": "user_id", "appVersion": "app_version",
     "environment": "environment", "custom": "custom",
 }
+_METRIC_KEYS = frozenset(
+    {"timeToFirstToken", "totalResponseTime", "streamingTime", "tokensPerSecond", "networkLatency", "retryCount",
+     "cacheHit", "promptTokenCount", "responseTokenCount"}
+)  # fmt: skip
 _METRIC_FIELDS = {
     "timeToFirstToken": "time_to_first_token_ms", "totalResponseTime": "total_response_time_ms",
     "streamingTime": "streaming_time_ms", "tokensPerSecond": "tokens_per_second",
@@ -44,11 +48,11 @@ def _object(value: Any, where: str) -> dict[str, Any]:
 
 
 def _timestamp(value: Any, where: str) -> Any:
-    """Epoch numbers (milliseconds, or seconds when small) become datetimes; strings pass."""
+    """Epoch numbers (milliseconds above 2e10, else seconds) become datetimes; strings pass."""
     if isinstance(value, bool):
         raise ValidationError(where, "must be a number or an ISO 8601 string", value)
     if isinstance(value, int | float):
-        seconds = value / 1000 if abs(value) > 1e11 else value
+        seconds = value / 1000 if abs(value) > 2e10 else value  # pydantic's rule for numeric datetimes
         try:
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError) as exc:
@@ -70,19 +74,21 @@ def _text(message: Any, where: str) -> str:
     raise ValidationError(f"{where}.content", "must be a string or a list of content parts", content)
 
 
-_SPEC_KEYS = frozenset({"sessionId", "usage", "feedback"})
+_SPEC_KEYS = frozenset({"sessionId", "usage", "feedback", "userId"})
+_SPEC_FIELDS = frozenset(
+    {"id", "sessionId", "session_id", "prompt", "response", "context", "metrics", "usage", "feedback", "error",
+     "timestamp", "metadata", "userId"}
+)  # fmt: skip
 
 
 def _is_captured(raw: dict[str, Any]) -> bool:
+    """Whether ``raw`` is in the spec's shape (rlhfkit's own shape has none of these marks)."""
     if isinstance(raw.get("prompt"), dict) or isinstance(raw.get("response"), dict):
         return True
-    if not _SPEC_KEYS.isdisjoint(raw):
-        return True
-    timestamp = raw.get("timestamp")
-    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+    if isinstance(raw.get("context"), dict) or not _SPEC_KEYS.isdisjoint(raw):
         return True
     metrics = raw.get("metrics")
-    return isinstance(metrics, dict) and "totalResponseTime" in metrics
+    return isinstance(metrics, dict) and not _METRIC_KEYS.isdisjoint(metrics)
 
 
 def _usage(usage: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
@@ -146,6 +152,11 @@ def _from_captured(raw: dict[str, Any], where: str, session_id: Any) -> tuple[di
     events = raw.get("feedback") or []
     if not isinstance(events, list):
         raise ValidationError(f"{where}.feedback", "must be a list", events)
+    # Anything else passes through, so that rlhfkit fields (model_params,
+    # tools...) are kept and unknown ones are refused by name, never dropped.
+    for key, value in raw.items():
+        if key not in _SPEC_FIELDS and key not in fields:
+            fields[key] = value
     return fields, events
 
 

@@ -91,6 +91,20 @@ def test_batch_payload_of_the_spec_is_converted(collector: Collector, project: P
     assert [f["data"] for f in detail["feedback"]] == [{"type": "binary", "value": "thumbs_up"}]
 
 
+def test_spec_shape_keeps_extra_rlhfkit_fields_and_names_unknown_ones(collector: Collector, project: Project) -> None:
+    """A CapturedInteraction carrying rlhfkit fields keeps them; an unknown key is refused by name, not dropped."""
+    captured = {"id": new_id(), "prompt": {"role": "user", "content": "q"}, "response": {"role": "assistant", "content": "a"},
+                "model_params": {"temperature": 0.2}, "timestamp": 1763880000000}
+    assert httpx.post(f"{collector.url}/v1/interactions", json=captured, headers=project.headers).status_code == 200
+    assert project.storage.get_interaction(captured["id"]).model_params == {"temperature": 0.2}
+    refused = httpx.post(f"{collector.url}/v1/interactions", json={**captured, "bogus": 1}, headers=project.headers)
+    assert (refused.status_code, refused.json()["field"]) == (422, "bogus")
+    ours = _interaction(timestamp=1763880000, token_usage={"prompt": 3, "completion": 4})
+    assert httpx.post(f"{collector.url}/v1/interactions", json=ours, headers=project.headers).status_code == 200
+    stored = project.storage.get_interaction(ours["id"])
+    assert stored.token_usage.total == 7 and stored.timestamp.isoformat().startswith("2025-11-23T06:40:00")
+
+
 def test_top_level_session_id_fills_interactions_without_one(collector: Collector, project: Project) -> None:
     """The payload's sessionId is given to interactions that have none; an interaction's own session wins."""
     plain, own = _interaction(), _interaction(session_id="own")
