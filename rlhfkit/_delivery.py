@@ -176,7 +176,8 @@ class Sender:
     the sender's own thread. ``pending`` counts records not yet delivered,
     ``failed_uploads`` records refused by the service (kept under ``failed/``),
     ``spool_full_drops`` records refused because the spool reached
-    ``max_spool_bytes``.
+    ``max_spool_bytes`` (the batches of every live sender on the directory
+    count; ``failed/`` does not).
 
     Example::
 
@@ -226,7 +227,6 @@ class Sender:
         self._pending_records = 0
         self._pending_bytes = 0
         self._other_bytes = 0
-        self._in_flight = False
         self._lock_fd: int | None = None
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / _FAILED).mkdir(exist_ok=True)
@@ -292,6 +292,8 @@ class Sender:
                 entry.rmdir()
                 if moved:
                     logger.info("adopted %d spooled batches left by %s", moved, entry.name)
+            except FileNotFoundError:
+                pass  # another sender adopted it first
             except OSError:
                 logger.exception("could not adopt spool directory %s", entry)
             finally:
