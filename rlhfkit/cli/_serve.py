@@ -33,7 +33,7 @@ def serve(
     app = create_app(db, max_body_bytes=int(max_body_mb * 1024 * 1024), cors_origins=cors_origin)
     address = f"http://{host}:{port}"
     typer.echo(f"rlhfkit collector on {address}  (database {db})")
-    if any(getattr(route, "path", "") == "/" for route in app.routes):
+    if getattr(app.state, "dashboard", False):
         typer.echo(f"dashboard: {address}/")
     if create_key:
         key = _demo_key(app.state.keys, create_key)

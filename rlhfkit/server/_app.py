@@ -208,6 +208,7 @@ def _mount_dashboard(app: Any) -> None:
 
     A dashboard that fails to load is logged and left out: the API still serves.
     """
+    app.state.dashboard = False
     if importlib.util.find_spec(f"{__package__}.dashboard") is None:
         return
     try:
@@ -215,7 +216,9 @@ def _mount_dashboard(app: Any) -> None:
         mount: Callable[[Any], None] | None = getattr(dashboard, "mount", None)
         if mount is not None:
             mount(app)
+            app.state.dashboard = True
         elif getattr(dashboard, "router", None) is not None:
             app.include_router(dashboard.router)
+            app.state.dashboard = True
     except Exception:
         logger.exception("the dashboard could not be mounted; serving the API only")
