@@ -101,7 +101,7 @@ def feedback_fields(j: int, n_interactions: int) -> dict[str, Any]:
     """Feedback ``j`` (about a pseudo-random one of ``n_interactions``) as ``Feedback`` fields."""
     h = _mix(j)
     k = (h >> 5) % n_interactions
-    ts = interaction_ts(k, n_interactions) + 60_000_000 + j % 1_000_000
+    ts = interaction_ts(k, n_interactions) + 60_000_000 + j % 1_000_000  # as in feedback_order
     kind = h % 20
     if kind < 10:
         data: dict[str, Any] = {"type": "rating", "value": float(1 + (h >> 11) % 5), "max_rating": 5}
@@ -154,6 +154,30 @@ def _init_schema(path: Path) -> Any:
     return storage
 
 
+def feedback_order(n_feedback: int, n_interactions: int) -> list[int]:
+    """Feedback numbers in the order of their ids, i.e. of their timestamps (as they would arrive)."""
+    keys = []
+    for j in range(n_feedback):
+        k = (_mix(j) >> 5) % n_interactions
+        keys.append(((interaction_ts(k, n_interactions) + 60_000_000 + j % 1_000_000) // 1000, j))
+    keys.sort()
+    return [j for _, j in keys]
+
+
+def fast_build_connections(storage: Any) -> None:
+    """A large page cache and no fsync on ``storage``'s SQLite connections: a cache needs no durability."""
+    from sqlalchemy import event
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA cache_size = -1000000")
+        cursor.execute("PRAGMA synchronous = OFF")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", pragmas)
+    storage.engine.dispose()
+
+
 def fill(storage: Any, n_interactions: int, n_feedback: int, log: Any = print) -> None:
     """Write the generated records through ``storage.write`` in batches of 5,000."""
     from rlhfkit import Feedback, Interaction, RecordBatch
@@ -170,9 +194,10 @@ def fill(storage: Any, n_interactions: int, n_feedback: int, log: Any = print) -
         storage.write(RecordBatch(interactions=batch))
     log(f"  interactions: {n_interactions:,} in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
+    order = feedback_order(n_feedback, n_interactions)
     for first in range(0, n_feedback, _CHUNK):
         batch = []
-        for j in range(first, min(n_feedback, first + _CHUNK)):
+        for j in order[first : first + _CHUNK]:
             fields = feedback_fields(j, n_interactions)
             fields["timestamp"] = from_micros(fields["timestamp"])
             batch.append(Feedback.model_validate(fields))
@@ -213,6 +238,7 @@ def sqlite_fixture(n_interactions: int, n_feedback: int, log: Any = print) -> Pa
     for suffix in ("", "-wal", "-shm"):
         Path(f"{partial}{suffix}").unlink(missing_ok=True)
     storage = _init_schema(partial)
+    fast_build_connections(storage)
     try:
         fill(storage, n_interactions, n_feedback, log)
     finally:
