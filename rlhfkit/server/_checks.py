@@ -12,14 +12,14 @@ import json
 import math
 from typing import Any
 
-from .._models import ComparativeData, MultiDimensionalData, RatingData, RecordBatch
+from .._models import ComparativeData, MultiDimensionalData, RecordBatch
 from ..errors import ValidationError
 
 __all__ = ["BodyScan", "check_body_values", "check_storable", "check_text"]
 
-MAX_ID = 200
+MAX_TEXT = 10_000
+MAX_INDEXED_BYTES = 2000
 MAX_DEPTH = 64
-_INT32 = 2**31 - 1
 
 
 class BodyScan:
@@ -91,12 +91,19 @@ def check_body_values(value: Any, field: str) -> None:
 
 
 def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_paths: list[str]) -> None:
-    """Refuse what a SQL column cannot hold (lengths, integer ranges, non-finite numbers, deep nesting).
+    """Refuse what the database cannot store: NaN, infinities, deep nesting, over-long indexed values.
 
-    NUL characters and lone surrogates are refused earlier, on the request
-    body. Field names are only built for a refusal: this runs on every record.
+    Values the database indexes (model, user and session ids, feedback
+    targets, dimension names) are limited to MAX_INDEXED_BYTES. NUL characters
+    and lone surrogates are refused earlier, on the request body; other strings
+    of any length and integers of any size are stored (the SQL backend keeps
+    out-of-range integers in the record's JSON only). Field names are only
+    built for a refusal: this runs on every record.
     """
     for interaction, where in zip(batch.interactions, interaction_paths, strict=False):
+        _indexable(interaction.model, where, "model")
+        _indexable(interaction.user_id, where, "user_id")
+        _indexable(interaction.session_id, where, "session_id")
         _finite(interaction.latency, where, "latency")
         metrics = interaction.metrics
         if metrics is not None:
@@ -110,44 +117,30 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
             _shallow(message.model_extra, where, f"context[{i}]")
         if interaction.environment is not None:
             _shallow(interaction.environment.custom, where, "environment.custom")
-        _length(interaction.model, MAX_ID, where, "model")
-        _length(interaction.provider, 100, where, "provider")
-        _length(interaction.user_id, MAX_ID, where, "user_id")
-        _length(interaction.session_id, MAX_ID, where, "session_id")
-        usage = interaction.token_usage
-        if usage is not None:
-            for name in ("prompt", "completion", "total", "cached", "reasoning"):
-                count = getattr(usage, name)
-                if count is not None and count > _INT32:
-                    raise ValidationError(_at(where, f"token_usage.{name}"), f"must be at most {_INT32}", count)
     for feedback, where in zip(batch.feedback, feedback_paths, strict=False):
         _shallow(feedback.metadata, where, "metadata")
-        for name in ("interaction_id", "user_id", "session_id", "source"):
-            _length(getattr(feedback, name), MAX_ID, where, name)
+        _indexable(feedback.interaction_id, where, "interaction_id")
         data = feedback.data
         if isinstance(data, MultiDimensionalData):
             _finite(data.max_score, where, "data.max_score")
+            for name in data.dimensions:
+                _indexable(name, where, "data.dimensions")
         elif isinstance(data, ComparativeData):
             _finite(data.confidence, where, "data.confidence")
-            _length(data.preferred_id, MAX_ID, where, "data.preferred_id")
+            _indexable(data.preferred_id, where, "data.preferred_id")
             for i, other in enumerate(data.alternative_ids):
-                _length(other, MAX_ID, where, f"data.alternative_ids[{i}]")
-        elif isinstance(data, RatingData) and data.max_rating > _INT32:
-            raise ValidationError(_at(where, "data.max_rating"), f"must be at most {_INT32}", data.max_rating)
+                _indexable(other, where, f"data.alternative_ids[{i}]")
     for i, session in enumerate(batch.sessions):
-        where = f"sessions[{i}]"
-        _shallow(session.metadata, where, "metadata")
-        _length(session.id, MAX_ID, where, "id")
-        _length(session.user_id, MAX_ID, where, "user_id")
-        for j, other in enumerate(session.interaction_ids):
-            _length(other, MAX_ID, where, f"interaction_ids[{j}]")
-        for j, other in enumerate(session.feedback_ids):
-            _length(other, MAX_ID, where, f"feedback_ids[{j}]")
+        _shallow(session.metadata, f"sessions[{i}]", "metadata")
+        _indexable(session.id, f"sessions[{i}]", "id")
 
 
-def _length(value: str | None, max_length: int, where: str, name: str) -> None:
-    if value is not None and len(value) > max_length:
-        raise ValidationError(_at(where, name), f"must be at most {max_length} characters", value)
+def _indexable(value: str | None, where: str, name: str) -> None:
+    # PostgreSQL cannot index a value above about 2,700 bytes (a third of a page).
+    if value is not None and len(value) > MAX_INDEXED_BYTES // 4 and len(value.encode()) > MAX_INDEXED_BYTES:
+        raise ValidationError(
+            _at(where, name), f"must be at most {MAX_INDEXED_BYTES} bytes (it is indexed by the database)", None
+        )
 
 
 def _finite(value: float | None, where: str, name: str) -> None:

@@ -36,7 +36,7 @@ from .._models import (
 )
 from ..errors import NotFoundError, ValidationError, from_pydantic
 from ..storage.base import Storage
-from ._checks import MAX_ID, BodyScan, check_body_values, check_storable, check_text
+from ._checks import MAX_TEXT, BodyScan, check_body_values, check_storable, check_text
 from ._ingest import ParsedPaths, parse_batch
 from ._keys import ApiKey
 
@@ -79,7 +79,7 @@ class BatchPayload(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    sessionId: str | None = Field(default=None, max_length=MAX_ID)
+    sessionId: str | None = None
     interactions: list[dict[str, Any]] = Field(default_factory=list)
     feedback: list[dict[str, Any]] = Field(default_factory=list)
     sessions: list[dict[str, Any]] = Field(default_factory=list)
@@ -91,7 +91,7 @@ _BATCH_SCHEMA: Any = {
     "description": (BatchPayload.__doc__ or "").strip(),
     "type": "object",
     "properties": {
-        "sessionId": {"anyOf": [{"type": "string", "maxLength": MAX_ID}, {"type": "null"}]},
+        "sessionId": {"anyOf": [{"type": "string"}, {"type": "null"}]},
         "interactions": {"type": "array", "items": _INTERACTION_ITEM},
         "feedback": {"type": "array", "items": _FEEDBACK_ITEM},
         "sessions": {"type": "array", "items": _ref("FeedbackSession")},
@@ -210,7 +210,7 @@ class _OwnShapeBatch(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    sessionId: str | None = Field(default=None, max_length=MAX_ID)
+    sessionId: str | None = None
     interactions: list[Interaction] = Field(default_factory=list)
     feedback: list[Feedback] = Field(default_factory=list)
     sessions: list[FeedbackSession] = Field(default_factory=list)
@@ -303,12 +303,12 @@ def _finite(value: float | None, field: str) -> float | None:
 def _strings(values: dict[str, str | list[str] | None]) -> None:
     for name, value in values.items():
         for item in [value] if isinstance(value, str) else value or []:
-            check_text(item, name, 1000 if name == "search" else MAX_ID)
+            check_text(item, name, MAX_TEXT)
 
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
-Text = Annotated[str | None, Query(max_length=MAX_ID)]
+Text = Annotated[str | None, Query(max_length=MAX_TEXT)]
 Strings = Annotated[list[str] | None, Query(max_length=1000)]
 
 
@@ -361,7 +361,7 @@ def build_router() -> APIRouter:
     @router.get("/interactions/{interaction_id}", tags=["read"], summary="One interaction with its feedback")
     def get_interaction(interaction_id: str, storage: Reader) -> InteractionDetail:
         """The interaction and every feedback about it; 404 when unknown."""
-        if len(interaction_id) > MAX_ID or "\x00" in interaction_id:
+        if "\x00" in interaction_id:
             raise HTTPException(404, {"error": "not_found", "message": "no such interaction"})
         interaction = storage.get_interaction(interaction_id)
         if interaction is None:
@@ -383,7 +383,7 @@ def build_router() -> APIRouter:
         min_rating: float | None = None,
         max_rating: float | None = None,
         errors_only: bool = False,
-        search: Annotated[str | None, Query(max_length=1000)] = None,
+        search: Text = None,
         ids: Strings = None,
         after_id: Text = None,
         limit: Limit = 100,
@@ -487,7 +487,7 @@ def build_router() -> APIRouter:
     @router.get("/sessions/{session_id}", tags=["read"], summary="One session")
     def get_session(session_id: str, storage: Reader) -> FeedbackSession:
         """The session with its interaction and feedback ids; 404 when unknown."""
-        if len(session_id) > MAX_ID or "\x00" in session_id:
+        if "\x00" in session_id:
             raise HTTPException(404, {"error": "not_found", "message": "no such session"})
         session = storage.get_session(session_id)
         if session is None:

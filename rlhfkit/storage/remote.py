@@ -117,6 +117,9 @@ class RemoteStorage:
     collector URL. Batches above ``max_batch_bytes`` of JSON are sent as
     several requests (the collector refuses bodies above 10 MB by default).
 
+    Reads first wait (up to ``timeout_s``) for this storage's pending records
+    to be delivered, so that they see its own writes.
+
     Attributes: ``pending`` (records not yet delivered), ``failed_uploads``
     (records the collector refused; kept under ``<spool>/failed``),
     ``spool_full_drops`` (records refused because the spool was full).
@@ -228,6 +231,8 @@ class RemoteStorage:
 
     def _get(self, path: str, params: Any = None) -> Any:
         httpx = require("httpx", "remote")
+        if self.sender.pending:  # read your own writes, when the collector takes them in time
+            self.sender.flush(self.timeout_s)
         try:
             response = self._http().get(path, params=params)
         except httpx.HTTPError as exc:

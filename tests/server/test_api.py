@@ -163,14 +163,13 @@ def test_all_five_feedback_types_are_accepted(collector: Collector, project: Pro
 
 
 def test_malformed_bodies_get_422_naming_the_field(collector: Collector, project: Project) -> None:
-    """Bad JSON, wrong types, empty prompts, NUL, surrogates, NaN, huge numbers, deep nesting and long ids: 422 naming the field."""
+    """Bad JSON, wrong types, empty prompts, NUL, surrogates, NaN, overflowing numbers, deep nesting: 422 naming the field."""
     post = lambda path, **kw: httpx.post(f"{collector.url}{path}", headers=project.headers, **kw)  # noqa: E731
     cases = [
         ("/v1/interactions/batch", {"content": b"{not json", "headers": {**project.headers, "Content-Type": "application/json"}}, "body"),
         ("/v1/interactions/batch", {"json": {"interactions": [{"prompt": "x", "latency": -1}]}}, "interactions[0].latency"),
         ("/v1/interactions/batch", {"json": {"interactions": [{"prompt": "   "}]}}, "interactions[0].prompt"),
         ("/v1/interactions/batch", {"json": {"interactions": "nope"}}, "interactions"),
-        ("/v1/interactions/batch", {"json": {"interactions": [_interaction(model="m" * 300)]}}, "interactions[0].model"),
         ("/v1/interactions", {"json": _interaction(response="a\x00b")}, "response"),
         ("/v1/interactions", {"content": json.dumps(_interaction(metadata={"x": float("nan")})).encode(),
                               "headers": {**project.headers, "Content-Type": "application/json"}}, "metadata.x"),
@@ -188,9 +187,9 @@ def test_malformed_bodies_get_422_naming_the_field(collector: Collector, project
         ("/v1/interactions/batch", {"content": b'{"interactions": [{"prompt": "x", "metadata": {"n": NaN}}]}',
                                     "headers": {**project.headers, "Content-Type": "application/json"}},
          "interactions[0].metadata.n"),
-        ("/v1/interactions/batch", {"json": {"interactions": [_interaction(token_usage={"prompt": 2**40})]}},
-         "interactions[0].token_usage.prompt"),
         ("/v1/interactions/batch", {"json": []}, "body"),
+        ("/v1/interactions/batch", {"json": {"interactions": [_interaction(user_id="ü" * 1500)]}},
+         "interactions[0].user_id"),
         ("/v1/interactions/batch", {"content": b'{"interactions": [{"prompt": "x", "latency": 1e400}]}',
                                     "headers": {**project.headers, "Content-Type": "application/json"}},
          "interactions[0].latency"),
