@@ -253,6 +253,46 @@ def sqlite_fixture(n_interactions: int, n_feedback: int, log: Any = print) -> Pa
     return path
 
 
+def postgres_fixture(n_interactions: int, n_feedback: int, log: Any = print) -> str:
+    """A database URL of a PostgreSQL schema holding the same data as :func:`sqlite_fixture`, kept between runs.
+
+    The schema ``bench_fixture_<counts>_<key>`` is marked complete by a table
+    ``bench_fixture_done``; older fixtures of the same counts are dropped.
+    """
+    import psycopg
+
+    from ._pg import POSTGRES_DSN, url_with_schema
+
+    prefix = f"bench_fixture_{n_interactions}_{n_feedback}_"
+    name = prefix + schema_key()
+    url = url_with_schema(name)
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        done = conn.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'bench_fixture_done'",
+            (name,),
+        ).fetchone()
+        if done and not REBUILD:
+            return url
+        for (old,) in conn.execute(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s", (prefix + "%",)
+        ).fetchall():
+            conn.execute(f'DROP SCHEMA "{old}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    log(f"building PostgreSQL schema {name} (kept for later runs)")
+    from rlhfkit.storage.sql import SQLStorage
+
+    storage = SQLStorage(url)
+    storage.initialize()
+    try:
+        fill(storage, n_interactions, n_feedback, log)
+        with storage.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql("CREATE TABLE bench_fixture_done (built_at timestamptz DEFAULT now())")
+    finally:
+        storage.close()
+    return url
+
+
 def sample_interactions(n: int) -> list[Any]:
     """``n`` realistic Interaction objects with fresh ids (for write benchmarks)."""
     from rlhfkit import Interaction

@@ -22,6 +22,12 @@ def postgres_unavailable() -> str | None:
         return f"PostgreSQL at {POSTGRES_DSN} is not reachable: {exc}"[:200]
 
 
+def url_with_schema(name: str) -> str:
+    """The benchmark database URL with ``search_path`` set to schema ``name``."""
+    separator = "&" if "?" in POSTGRES_DSN else "?"
+    return f"{POSTGRES_DSN}{separator}options={quote(f'-csearch_path={name}')}"
+
+
 @contextmanager
 def fresh_schema(label: str) -> Iterator[str]:
     """A database URL whose search_path is a new, empty schema; the schema is dropped on exit."""
@@ -30,9 +36,8 @@ def fresh_schema(label: str) -> Iterator[str]:
     name = f"bench_{label}_{os.getpid()}_{int(time.time())}"
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{name}"')
-    separator = "&" if "?" in POSTGRES_DSN else "?"
     try:
-        yield f"{POSTGRES_DSN}{separator}options={quote(f'-csearch_path={name}')}"
+        yield url_with_schema(name)
     finally:
         with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

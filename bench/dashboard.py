@@ -1,7 +1,8 @@
-"""The interactions list with 1,000,000 interactions in SQLite, filters included (target ≤ 300 ms).
+"""The interactions list with 1,000,000 interactions, filters included (target ≤ 300 ms).
 
 The collector runs under uvicorn in its own process on the cached 1M + 1M
-fixture. Each filter below is requested once to warm up, then five times
+fixture, in SQLite and then in PostgreSQL (a schema kept between runs,
+analysed once built, as autovacuum would). Each filter below is requested once to warm up, then five times
 (once when the warm-up took over 2 s; a request unanswered after 30 s ends
 that pass and its collector);
 the median client-side time is reported, for the API call
@@ -13,13 +14,12 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from pathlib import Path
 from typing import Any
 
 from ._common import Result, median
 
 NAME = "dashboard"
-TITLE = "interactions page and API with 1M interactions in SQLite, filters included (target ≤ 300 ms)"
+TITLE = "interactions page and API with 1M interactions in SQLite and PostgreSQL, filters included (target ≤ 300 ms)"
 
 PAGE = 50
 TIMEOUT_S = 30.0
@@ -78,13 +78,13 @@ def _time(client: Any, path: str, params: dict[str, Any], repeats: int) -> tuple
     return median(times), rows
 
 
-def _measure(db: Path, n: int, page: bool) -> list[Result]:
+def _measure(db_url: str, db_label: str, n: int, page: bool) -> list[Result]:
     """Every filter through one kind of request, on a collector of its own (stopped even mid-query)."""
     import httpx
 
     from .collector_ingest import Collector
 
-    collector = Collector(f"sqlite:///{db}")
+    collector = Collector(db_url)
     results: list[Result] = []
     try:
         headers = {} if page else {"Authorization": f"Bearer {collector.key}"}
@@ -94,7 +94,7 @@ def _measure(db: Path, n: int, page: bool) -> list[Result]:
                 if signed.status_code >= 400 or not client.cookies:
                     raise RuntimeError(f"dashboard sign-in failed: {signed.status_code}")
             for label, api_params, page_params in _filters(n):
-                name = f"page /interactions: {label}" if page else f"API /v1/interactions: {label}"
+                name = f"{db_label} page /interactions: {label}" if page else f"{db_label} API /v1/interactions: {label}"
                 path, params = ("/interactions", page_params) if page else ("/v1/interactions", {**api_params, "limit": PAGE})
                 try:
                     seconds, rows = _time(client, path, params, 5)
@@ -109,14 +109,23 @@ def _measure(db: Path, n: int, page: bool) -> list[Result]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    """Serve the fixture and time each filtered API call, then each page."""
-    from ._fixtures import sqlite_fixture
+    """Serve the fixture and time each filtered API call, then each page; SQLite, then PostgreSQL."""
+    from ._fixtures import postgres_fixture, sqlite_fixture
+    from ._pg import postgres_unavailable
 
     n = 20_000 if quick else 1_000_000
-    db = sqlite_fixture(n, n)
-    results = _measure(db, n, page=False)
-    if importlib.util.find_spec("rlhfkit.server.dashboard") is not None:
-        results += _measure(db, n, page=True)
-    else:
+    page = importlib.util.find_spec("rlhfkit.server.dashboard") is not None
+    databases = [(f"sqlite:///{sqlite_fixture(n, n)}", "SQLite")]
+    reason = postgres_unavailable()
+    if reason is None:
+        databases.append((postgres_fixture(n, n), "PostgreSQL"))
+    results: list[Result] = []
+    for url, label in databases:
+        results += _measure(url, label, n, page=False)
+        if page:
+            results += _measure(url, label, n, page=True)
+    if not page:
         results.append(Result(NAME, "interactions page", None, "", note="rlhfkit.server.dashboard is not installed"))
+    if reason is not None:
+        results.append(Result(NAME, "PostgreSQL", None, "", note=reason))
     return results
