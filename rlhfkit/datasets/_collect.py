@@ -70,6 +70,8 @@ class Judgements(NamedTuple):
 
 def normalise_text(text: str) -> str:
     """Unicode NFKC, whitespace runs collapsed to one space, ends stripped."""
+    if text.isascii():  # NFKC leaves ASCII unchanged
+        return " ".join(text.split())
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
@@ -167,7 +169,6 @@ class InteractionIndex:
         self.response = array("Q", bytes(8 * size))
         self.model = array("i", [-1]) * size
         self.time = array("d", bytes(8 * size))
-        self.test = array("b", bytes(size))
         self.state = array("b", bytes(size))
         """UNREAD (not asked for), USABLE, SKIPPED (read; no usable text) or MISSING (not stored)."""
         self.offset = array("q", bytes(8 * size)) if keep_text else array("q")
@@ -181,6 +182,8 @@ class InteractionIndex:
         self._store: IO[bytes] | None = tempfile.TemporaryFile() if keep_text else None  # noqa: SIM115 - closed by close()
         self._end = 0
         self._unflushed = False
+        self._salt, self._cut = b"0\x00", 0
+        self._split_key, self._split_test = -1, False
 
     def load(
         self,
@@ -195,11 +198,11 @@ class InteractionIndex:
         """Read the interactions at ``positions`` (of ``ids``) in chunks of ids."""
         wanted = sorted(positions, key=ids.__getitem__)
         total = len(wanted)
-        salt = f"{seed}\x00".encode()
-        cut = int(test_fraction * 2**64)
+        self._salt = f"{seed}\x00".encode()
+        self._cut = int(test_fraction * 2**64)
         # Hot loop over up to millions of rows: names bound locally on purpose.
         sha256, norm, from_bytes = hashlib.sha256, normalise_text, int.from_bytes
-        group, response, model, time, test, state = self.group, self.response, self.model, self.time, self.test, self.state
+        group, response, model, time, state = self.group, self.response, self.model, self.time, self.state
         store, offset, (ctx_len, prompt_len, response_len) = self._store, self.offset, self.lengths
         usable = self.USABLE
         end = self._end
@@ -226,8 +229,7 @@ class InteractionIndex:
                     digest = sha256(f"{key_text}\x1euser\x1f{norm(row.prompt)}".encode()).digest()
                 else:
                     digest = sha256(f"\x1euser\x1f{norm(row.prompt)}".encode()).digest()
-                group[i] = key = from_bytes(digest[:8])
-                test[i] = from_bytes(sha256(salt + key.to_bytes(8)).digest()[:8]) < cut
+                group[i] = from_bytes(digest[:8])
                 response[i] = from_bytes(sha256(norm(row.response).encode()).digest()[:8])
                 state[i] = usable
                 if store is not None:
@@ -260,6 +262,18 @@ class InteractionIndex:
         """The model of interaction ``i`` (None when it was not recorded or not read)."""
         code = self.model[i]
         return None if code < 0 else self.models[code]
+
+    def in_test(self, i: int) -> bool:
+        """True when interaction ``i``'s prompt is in the test split.
+
+        The split depends on the prompt key only; rows come prompt by prompt,
+        so the last answer is remembered.
+        """
+        key = self.group[i]
+        if key != self._split_key:
+            digest = hashlib.sha256(self._salt + key.to_bytes(8)).digest()
+            self._split_key, self._split_test = key, int.from_bytes(digest[:8]) < self._cut
+        return self._split_test
 
     def found(self, i: int) -> bool:
         """True when interaction ``i`` was read (usable or not)."""

@@ -88,7 +88,7 @@ def rows(build: Build, wanted: list[int]) -> Iterator[Row]:
                 }
                 if o.include_margin:
                     row["margin"] = float(pair.margin)
-            yield bool(index.test[pair.chosen]), row, (pair.chosen, pair.rejected)
+            yield index.in_test(pair.chosen), row, (pair.chosen, pair.rejected)
     for reason, count in builder.counts.items():
         build.notes[reason] += count
     if from_comparisons:

@@ -43,4 +43,4 @@ def rows(build: Build, wanted: list[int]) -> Iterator[Row]:
                 "response": completion_value(response, o.conversational),
                 "score": float(score),
             }
-            yield bool(index.test[members[0]]), row, (members[0],)
+            yield index.in_test(members[0]), row, (members[0],)

@@ -65,4 +65,4 @@ def rows(build: Build, wanted: list[int]) -> Iterator[Row]:
                 row: dict[str, object] = {"messages": chat(context, prompt) + assistant(response)}
             else:
                 row = {"prompt": prompt_value(context, prompt, False), "completion": response}
-            yield bool(index.test[members[0]]), row, (members[0],)
+            yield index.in_test(members[0]), row, (members[0],)

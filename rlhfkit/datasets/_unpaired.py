@@ -47,4 +47,4 @@ def rows(build: Build, wanted: list[int]) -> Iterator[Row]:
                 "completion": completion_value(response, o.conversational),
                 "label": votes.positive > votes.negative,
             }
-            yield bool(index.test[members[0]]), row, (members[0],)
+            yield index.in_test(members[0]), row, (members[0],)
