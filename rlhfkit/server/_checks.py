@@ -158,6 +158,12 @@ def _shallow(value: Any, where: str, name: str) -> None:
     """Refuse free-form values nested deeper than MAX_DEPTH (JSON encoders give up around 256) or holding NaN."""
     if not value:
         return
+    # The usual case, one level of plain strings, numbers and booleans, needs no stack.
+    for sub in value.values() if isinstance(value, dict) else value:
+        if isinstance(sub, dict | list) or (isinstance(sub, float) and not math.isfinite(sub)):
+            break
+    else:
+        return
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
