@@ -35,6 +35,7 @@ import os
 import random
 import secrets
 import shutil
+import sys
 import threading
 import time
 import weakref
@@ -153,8 +154,18 @@ def _after_fork_in_child() -> None:
 
 
 def _flush_all_at_exit() -> None:
-    # Flush, not close: exit handlers of the loggers may still hand over
-    # batches after this one ran; those are spooled and sent by the next process.
+    # Exit handlers run last-registered first, so this one may run before
+    # those of the loggers and instrumentations: ask them to hand over what
+    # they hold now, so that it is delivered before the process ends.
+    for module_name in ("rlhfkit.instrument._core", "rlhfkit._batching"):
+        hook = getattr(sys.modules.get(module_name), "_flush_all_at_exit", None)
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                logger.exception("flushing %s at exit failed", module_name)
+    # Flush, not close: anything handed over later is still spooled, and sent
+    # by the next process on the same spool directory.
     for sender in list(_live):
         try:
             remaining = sender.flush(timeout_s=sender.exit_timeout_s)

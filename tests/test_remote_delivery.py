@@ -287,3 +287,24 @@ def test_large_batch_is_split_under_the_body_limit(collector: Collector, project
     assert storage.close(timeout_s=30) == 0
     assert len(collector.faults.attempts) >= 6
     assert _stored(project) == 200 and project.storage.count_feedback() == 5
+
+
+_LOG_AND_EXIT = """
+import sys
+from rlhfkit import StorageBackend, create_rlhf_logger
+logger = create_rlhf_logger(
+    backend=StorageBackend.REMOTE, batch_size=1000, batch_flush_interval_s=60,
+    backend_config={"remote": {"url": sys.argv[1], "api_key": sys.argv[2], "spool_dir": sys.argv[3]}},
+)
+for n in range(50):
+    logger.log_interaction(f"question {n}", f"answer {n}")
+print("logged", flush=True)
+"""
+
+
+def test_records_still_queued_at_exit_are_delivered(collector: Collector, project: Project, tmp_path: Path) -> None:
+    """An app that logs 50 interactions and exits without close(): all 50 reach the collector before it ends."""
+    proc = _run_script(_LOG_AND_EXIT, collector.url, project.key, str(tmp_path / "spool"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.split() == ["logged"], err
+    assert _stored(project) == 50
