@@ -159,14 +159,23 @@ class PairBuilder:
     def _one_signal(self, candidates: list[list[int]], s: int) -> list[Pair]:
         """The common case (one signal, no comparisons, no duplicates): pairs straight from the scores."""
         sums, counts = self.table.sums[s], self.table.counts[s]
-        scored = sorted(
-            ((sums[m[0]] / counts[m[0]], m[0]) for m in candidates if counts[m[0]]), key=lambda t: (-t[0], t[1])
-        )
-        found, capped = _widest_pairs([v for v, _ in scored], self.min_margin, self.max_pairs)
-        resolved = [
-            Pair(scored[hi][1], scored[lo][1], scored[hi][0] - scored[lo][0], 1, 0, False) for hi, lo in found
-        ]
-        return self._finish(resolved, capped)
+        scored = [(sums[m[0]] / counts[m[0]], m[0]) for m in candidates if counts[m[0]]]
+        if len(scored) > 12:
+            scored.sort(key=lambda t: (-t[0], t[1]))
+            found, capped = _widest_pairs([v for v, _ in scored], self.min_margin, self.max_pairs)
+            resolved = [
+                Pair(scored[hi][1], scored[lo][1], scored[hi][0] - scored[lo][0], 1, 0, False) for hi, lo in found
+            ]
+            return self._finish(resolved, capped)
+        # Small prompts: every qualifying pair, sorted once in the final order.
+        floor = max(self.min_margin - _EPS, 2 * _EPS)
+        ranked = [(vb - va, pa, pb) for va, pa in scored for vb, pb in scored if va - vb >= floor]
+        ranked.sort()
+        capped = self.max_pairs is not None and len(ranked) > self.max_pairs
+        if capped:
+            del ranked[self.max_pairs :]
+            self.counts["prompts with more pairs than max_pairs_per_prompt"] += 1
+        return [Pair(chosen, rejected, -negative, 1, 0, False) for negative, chosen, rejected in ranked]
 
     def _finish(self, resolved: list[Pair], capped: bool) -> list[Pair]:
         resolved.sort(key=lambda p: (-p.margin, p.votes_against - p.votes_for, p.chosen, p.rejected))

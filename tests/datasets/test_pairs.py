@@ -153,3 +153,35 @@ def test_max_pairs_per_prompt_keeps_the_widest_margins(memory: Storage, rec: Rec
     assert (rows[0]["chosen"], rows[0]["rejected"]) == ("r5", "r1")
     assert capped.notes["prompts with more pairs than max_pairs_per_prompt"] == 1
     assert "prompts with more pairs than max_pairs_per_prompt" not in full.notes
+
+
+def test_score_pairs_match_a_brute_force_reading_of_the_rules(tmp_path: Path) -> None:
+    """For random ratings (small and large prompts), pairs are exactly: every difference >= min_margin,
+    widest first, ties between equal ratings dropped, at most max_pairs_per_prompt per prompt."""
+    import random
+
+    from rlhfkit.storage.memory import MemoryStorage
+
+    rnd = random.Random(5)
+    for trial in range(12):
+        rec = Recorder()
+        qualifying: dict[int, list[tuple[str, str, float]]] = {}
+        cap = rnd.choice([None, 3, 64])
+        for g in range(3):
+            ratings = {f"g{g} r{k}": rnd.randint(1, 5) for k in range(rnd.choice([2, 5, 15]))}
+            for text, value in ratings.items():
+                rec.rate(rec.ask(f"prompt {g}", text), value)
+            qualifying[g] = [(a, b, (ra - rb) / 4) for a, ra in ratings.items() for b, rb in ratings.items() if ra - rb >= 1]
+        memory = MemoryStorage(max_entries=10_000)
+        rec.save(memory)
+        summary = export_dataset(memory, "preference", tmp_path / str(trial), min_margin=0.25, test_fraction=0.0,
+                                 include_margin=True, max_pairs_per_prompt=cap)  # fmt: skip
+        rows = _rows(summary)
+        for g, pairs in qualifying.items():
+            got = [(r["chosen"], r["rejected"], r["margin"]) for r in rows if r["chosen"].startswith(f"g{g} ")]
+            assert len(set(got)) == len(got)
+            assert set(got) <= set(pairs)
+            widest = sorted((m for *_, m in pairs), reverse=True)
+            if cap is not None:
+                widest = widest[:cap]
+            assert sorted((m for *_, m in got), reverse=True) == widest
