@@ -219,7 +219,7 @@ class InteractionIndex:
                 code = codes.get(row.model)
                 model[i] = code if code is not None else self._model_code(row.model)
                 time[i] = row.timestamp
-                if row.incomplete or not row.response.strip():
+                if row.incomplete or not row.response or row.response.isspace():
                     state[i] = self.SKIPPED
                     self.skipped[_unusable(row.response, row.failed, row.incomplete) or "unusable"] += 1
                     continue
@@ -235,9 +235,15 @@ class InteractionIndex:
                 if store is not None:
                     offset[i] = end
                     encoded_ctx = _encode_context(context).encode() if context else b""
-                    encoded_prompt, encoded_response = row.prompt.encode(), row.response.encode()
-                    store.write(encoded_ctx + encoded_prompt + encoded_response)
-                    lc, lp, lr = len(encoded_ctx), len(encoded_prompt), len(encoded_response)
+                    prompt_text, response_text = row.prompt, row.response
+                    if prompt_text.isascii() and response_text.isascii():
+                        # One encode; byte lengths equal character lengths.
+                        store.write(encoded_ctx + (prompt_text + response_text).encode())
+                        lc, lp, lr = len(encoded_ctx), len(prompt_text), len(response_text)
+                    else:
+                        encoded_prompt, encoded_response = prompt_text.encode(), response_text.encode()
+                        store.write(encoded_ctx + encoded_prompt + encoded_response)
+                        lc, lp, lr = len(encoded_ctx), len(encoded_prompt), len(encoded_response)
                     ctx_len[i], prompt_len[i], response_len[i] = lc, lp, lr
                     end += lc + lp + lr
             for i in by_id.values():

@@ -235,3 +235,17 @@ def test_switching_format_replaces_the_old_files(memory: Storage, rec: Recorder,
     assert not (tmp_path / "sft-train.jsonl").exists()
     assert (tmp_path / "sft-train.parquet").exists()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_non_ascii_text_round_trips(storage: Storage, rec: Recorder, tmp_path: Path) -> None:
+    """Accents, CJK and emoji in context, prompt and responses come back unchanged."""
+    context = [{"role": "system", "content": "Réponds en français 🇫🇷"}]
+    a = rec.ask("Quelle est la capitale du Japon ?", "東京です 🗼", context=context)
+    b = rec.ask("Quelle est la capitale du Japon ?", "Kyōto", context=context)
+    rec.prefer(a, b)
+    rec.save(storage)
+    summary = export_dataset(storage, "preference", tmp_path, conversational=True, test_fraction=0.0)
+    row = _rows(summary)[0]
+    assert row["prompt"] == [*context, {"role": "user", "content": "Quelle est la capitale du Japon ?"}]
+    assert row["chosen"][0]["content"] == "東京です 🗼"
+    assert row["rejected"][0]["content"] == "Kyōto"
