@@ -33,7 +33,7 @@ def postgres_dsn_or_fail() -> str:
 
         with psycopg.connect(dsn, connect_timeout=5):
             pass
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:  # any failure means "not reachable"
         message = f"PostgreSQL at {dsn} is not reachable: {exc}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
