@@ -11,7 +11,7 @@ import pytest
 
 from rlhfkit._models import FeedbackFilter, Interaction, InteractionFilter, RecordBatch
 from rlhfkit.server import MemoryKeyStore, create_app
-from rlhfkit.server.dashboard import _queries
+from rlhfkit.server.dashboard import _queries, _table
 from rlhfkit.storage.memory import MemoryStorage
 from rlhfkit.storage.sql import SQLStorage
 from tests._servers import serve
@@ -86,7 +86,8 @@ def test_a_comparison_of_different_prompts_or_without_token_stores_nothing(colle
 @pytest.mark.parametrize("narrow", [1, 10**9], ids=["walk-newest-first", "from-feedback-ids"])
 def test_both_query_plans_of_the_table_select_what_the_api_does(collector: Collector, narrow: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whether the page walks the table or starts from the matching feedback, it selects what /v1/interactions does."""
-    monkeypatch.setattr(_queries, "_NARROW", narrow)
+    monkeypatch.setattr(_table, "NARROW", narrow)
+    monkeypatch.setattr(_table, "WALK_STEP", 3)
     storage = SQLStorage(collector.db_url)
     cases = [
         ({"feedback_types": ["rating"]}, {"feedback_types": "rating"}),
@@ -95,13 +96,18 @@ def test_both_query_plans_of_the_table_select_what_the_api_does(collector: Colle
         ({"has_feedback": True, "models": ["gpt-4o"]}, {"has_feedback": "true", "models": "gpt-4o"}),
         ({"has_feedback": False}, {"has_feedback": "false"}),
         ({"session_id": "nope"}, {"session_id": "nope"}),
+        ({"search": "Paris", "has_feedback": False}, {"search": "paris", "has_feedback": "false"}),
+        ({"errors_only": True}, {"errors_only": "true"}),
     ]
     try:
         for ours, theirs in cases:
             seen: list[str] = []
-            page = _queries.interaction_page(storage, InteractionFilter(**ours), size=7)
-            for _ in range(100):
+            first = page = _queries.interaction_page(storage, InteractionFilter(**ours), size=7)
+            for n in range(100):
                 seen += [r.id for r in page.rows]
+                if n == 1:
+                    back = _queries.interaction_page(storage, InteractionFilter(**ours), after=page.newer, size=7)
+                    assert [r.id for r in back.rows] == [r.id for r in first.rows]
                 if page.older is None:
                     break
                 page = _queries.interaction_page(storage, InteractionFilter(**ours), before=page.older, size=7)
@@ -113,7 +119,8 @@ def test_both_query_plans_of_the_table_select_what_the_api_does(collector: Colle
 
 def test_a_windowed_search_pages_on_until_every_match_is_found(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a scan window smaller than the table, 'older' cursors continue the search window after window, missing nothing."""
-    monkeypatch.setattr(_queries, "SCAN_WINDOW", 5)
+    monkeypatch.setattr(_table, "SCAN_WINDOW", 6)
+    monkeypatch.setattr(_table, "WALK_STEP", 2)
     storage = SQLStorage(collector.db_url)
     try:
         for ours, theirs in (({"search": "CAPITAL"}, {"search": "capital"}), ({"errors_only": True}, {"errors_only": "true"})):

@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from ..._models import FeedbackFilter, FeedbackType, InteractionFilter
 from ...errors import NotFoundError, StorageError, ValidationError
 from ._forms import DIMENSIONS, KINDS, feedback_from_form, store_feedback
-from ._queries import SCAN_WINDOW, group_key, interaction_page
+from ._queries import group_key, interaction_page
 from ._session import check_csrf, clear_cookie, new_cookie
+from ._table import SCAN_WINDOW
 from ._web import login_redirect, models_of, render, signed_in, storage_of
 
 __all__ = ["router"]

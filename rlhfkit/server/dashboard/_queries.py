@@ -1,9 +1,8 @@
 """The dashboard's reads: newest-first keyset pages, same-prompt groups, comparison coverage.
 
-On the SQL storage these are single indexed queries (keyset pagination on the
-``(project, id)`` primary key, never an OFFSET or a COUNT over the table);
-any other backend is served through the Storage Protocol, which suits the
-bounded in-memory backend.
+On the SQL storage these are bounded indexed queries (see :mod:`._table` for
+the interactions table); any other backend is served through the Storage
+Protocol, which suits the bounded in-memory backend.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from ...storage.base import Storage
 
 __all__ = [
     "GROUP_WINDOW",
-    "SCAN_WINDOW",
     "Group",
     "Page",
     "Row",
@@ -113,7 +111,7 @@ def interaction_page(
         newer_than = None
     floor: int | None = None
     if _is_sql(storage):
-        rows, more, floor = _sql_page(storage, flt, older_than, newer_than, size)
+        rows, more, floor = _sql_rows(storage, flt, older_than, newer_than, size)
     else:
         rows, more = _generic_page(storage, flt, older_than, newer_than, size)
     scanned_to = None if floor is None else _EPOCH + timedelta(microseconds=floor)
@@ -130,186 +128,22 @@ def interaction_page(
     )  # fmt: skip
 
 
-def _sql_page(
+def _sql_rows(
     storage: Any, flt: InteractionFilter, before: tuple[int, str] | None, after: tuple[int, str] | None, size: int
 ) -> tuple[list[Row], bool, int | None]:
-    """The rows of one page, whether there are more, and the time floor of the window scanned (if one was)."""
-    from ...storage._sql_rows import interaction_conditions, sa
-    from ...storage._sql_schema import feedback_targets as t
     from ...storage._sql_schema import from_micros
-    from ...storage._sql_schema import interactions as i
+    from ._table import sql_page
 
-    plain = flt.model_copy(update={"feedback_types": None, "min_rating": None, "max_rating": None,
-                                    "has_feedback": None if flt.has_feedback else flt.has_feedback})  # fmt: skip
-    feedback_filters = _feedback_filters(storage.project, flt, bool(flt.has_feedback))
-    extra = []
-    if flt.search is not None and storage.dialect == "sqlite":
-        # SQLite's LIKE already ignores ASCII case (its lower() folds no more): skip a lower() per row.
-        plain = plain.model_copy(update={"search": None})
-        extra.append(sa.or_(i.c.prompt.contains(flt.search, autoescape=True),
-                            i.c.response.contains(flt.search, autoescape=True)))  # fmt: skip
-    with storage._connect() as connection:
-        conditions = [*interaction_conditions(storage.project, plain), *extra]
-        # A selective filter makes sorting its few rows cheaper than walking the time index.
-        narrow = flt.session_id is not None or flt.ids is not None
-        for part in feedback_filters:
-            if _narrow(connection, part.probe):
-                conditions.append(i.c.id.in_(part.ids))
-                narrow = True
-            else:
-                conditions.append(part.exists)
-        query = sa.select(
-            i.c.id, i.c.timestamp, i.c.model, i.c.user_id, i.c.session_id, i.c.latency, i.c.total_tokens,
-            i.c.has_error, sa.func.substr(i.c.prompt, 1, _SNIPPET).label("prompt"),
-            sa.func.substr(i.c.response, 1, _SNIPPET).label("response"),
-        ).where(*conditions)  # fmt: skip
-        floor = None
-        if not narrow and after is None and (flt.search is not None or flt.errors_only):
-            # No index serves these: look at the newest SCAN_WINDOW rows below the cursor, and page on from there.
-            floor = _window_floor(connection, storage.project, flt, before)
-            if floor is not None:
-                query = query.where(i.c.timestamp >= floor)
-        # ``timestamp + 0`` cannot use the time index: the database then starts from the narrow filter.
-        when = i.c.timestamp + 0 if narrow else i.c.timestamp
-        key = sa.tuple_(i.c.timestamp, i.c.id)
-        # The plain time bound lets the database seek the time index; the tuple settles ties.
-        if after is not None:
-            query = query.where(i.c.timestamp >= after[0], key > sa.tuple_(*after))
-            query = query.order_by(when.asc(), i.c.id.asc())
-        else:
-            if before is not None:
-                query = query.where(i.c.timestamp <= before[0], key < sa.tuple_(*before))
-            query = query.order_by(when.desc(), i.c.id.desc())
-        found = connection.execute(query.limit(size + 1)).all()
-        more = len(found) > size
-        found = found[:size]
-        if after is not None:
-            found.reverse()
-        ids = [r.id for r in found]
-        counts: dict[str, int] = {}
-        if ids:
-            counted = (
-                sa.select(t.c.interaction_id, sa.func.count())
-                .where(t.c.project == storage.project, t.c.interaction_id.in_(ids))
-                .group_by(t.c.interaction_id)
-            )
-            counts = {k: int(n) for k, n in connection.execute(counted)}
+    found, more, stopped = sql_page(storage, flt, before, after, size)
     rows = [
         Row(
             id=r.id, timestamp=from_micros(r.timestamp), model=r.model, user_id=r.user_id, session_id=r.session_id,
             latency=r.latency, total_tokens=r.total_tokens, has_error=bool(r.has_error), prompt=r.prompt or "",
-            response=r.response or "", feedback=counts.get(r.id, 0),
+            response=r.response or "", feedback=count,
         )  # fmt: skip
-        for r in found
+        for r, count in found
     ]
-    return rows, more, floor
-
-
-SCAN_WINDOW = 50_000
-"""Rows a text search or the errors-only filter looks at per page request (no index serves them)."""
-
-
-def _window_floor(connection: Any, project: str, flt: InteractionFilter, before: tuple[int, str] | None) -> int | None:
-    """The time of the SCAN_WINDOW-th newest row below ``before`` (an index-only walk), or None when fewer remain."""
-    from ...storage._sql_rows import sa
-    from ...storage._sql_schema import interactions as i
-    from ...storage._sql_schema import to_micros
-
-    query = sa.select(i.c.timestamp).where(i.c.project == project)
-    if before is not None:
-        query = query.where(i.c.timestamp <= before[0])
-    if flt.end_time is not None:
-        query = query.where(i.c.timestamp < to_micros(flt.end_time))
-    if flt.start_time is not None:
-        query = query.where(i.c.timestamp >= to_micros(flt.start_time))
-    floor = connection.execute(query.order_by(i.c.timestamp.desc()).limit(1).offset(SCAN_WINDOW)).scalar()
-    return None if floor is None else int(floor)
-
-
-@dataclass
-class _FeedbackFilter:
-    """One feedback-based condition, in the two shapes a page query can use.
-
-    ``probe`` selects the matching feedback rows (capped when counted); when
-    there are few, the page is built from ``ids`` (the interactions they are
-    about, looked up by primary key, then sorted); when there are many, the
-    page walks the table newest first and checks ``exists`` on each row.
-    """
-
-    exists: Any
-    ids: Any
-    probe: Any
-
-
-def _feedback_filters(project: str, flt: InteractionFilter, has_feedback: bool) -> list[_FeedbackFilter]:
-    """The feedback-type, rating and has-feedback filters (same meaning as the storage's conditions).
-
-    A feedback other than a comparison is about its ``interaction_id`` only; a
-    comparison's interactions are its preferred / alternative targets. In the
-    per-row checks ``type || ''`` keeps SQLite (no statistics unless ANALYZE
-    ran) from scanning every feedback of a type for each row through the type
-    index, so each row costs one primary-key-prefix lookup.
-    """
-    from ...storage._sql_rows import sa
-    from ...storage._sql_schema import feedback as f
-    from ...storage._sql_schema import feedback_targets as t
-    from ...storage._sql_schema import interactions as i
-
-    def rows(*conditions: Any) -> Any:
-        return sa.select(sa.literal(1)).where(f.c.project == project, *conditions)
-
-    def own(typed: Any, untyped: Any, *more: Any) -> _FeedbackFilter:
-        return _FeedbackFilter(
-            exists=rows(f.c.interaction_id == i.c.id, untyped, *more).exists(),
-            ids=sa.select(f.c.interaction_id).where(f.c.project == project, typed, *more),
-            probe=rows(typed),  # an index-only count: the rating bounds would need a row read each
-        )
-
-    def targeted(which: Any, *conditions: Any) -> _FeedbackFilter:
-        """Interactions targeted by the feedback rows ``which`` selects (their ids, found through the target PK)."""
-        return _FeedbackFilter(
-            exists=sa.select(sa.literal(1)).where(t.c.project == project, t.c.interaction_id == i.c.id, *conditions).exists(),
-            ids=sa.select(t.c.interaction_id).where(
-                t.c.project == project, t.c.feedback_id.in_(which.with_only_columns(f.c.id)), *conditions
-            ),
-            probe=which,
-        )
-
-    found: list[_FeedbackFilter] = []
-    if flt.feedback_types is not None:
-        types = {FeedbackType(x).value for x in flt.feedback_types}
-        parts = []
-        plain = sorted(types - {"comparative"})
-        if plain:
-            parts.append(own(f.c.type.in_(plain), f.c.type.concat("").in_(plain)))
-        if "comparative" in types:
-            parts.append(targeted(rows(f.c.type == "comparative"), t.c.role.in_(("preferred", "alternative"))))
-        found.append(_FeedbackFilter(
-            exists=sa.or_(*(p.exists for p in parts)),
-            ids=sa.union_all(*(p.ids for p in parts)) if len(parts) > 1 else parts[0].ids,
-            probe=sa.union_all(*(p.probe for p in parts)) if len(parts) > 1 else parts[0].probe,
-        ))  # fmt: skip
-    if flt.min_rating is not None or flt.max_rating is not None:
-        bounds = []
-        if flt.min_rating is not None:
-            bounds.append(f.c.rating_value >= flt.min_rating)
-        if flt.max_rating is not None:
-            bounds.append(f.c.rating_value <= flt.max_rating)
-        found.append(own(f.c.type == "rating", f.c.type.concat("") == "rating", *bounds))
-    if has_feedback:
-        found.append(targeted(rows()))
-    return found
-
-
-_NARROW = 2_000
-"""Fewer matching feedback than this: build the page from their interactions instead of scanning."""
-
-
-def _narrow(connection: Any, probe: Any) -> bool:
-    from ...storage._sql_rows import sa
-
-    capped = probe.limit(_NARROW).subquery()
-    return int(connection.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()) < _NARROW
+    return rows, more, stopped
 
 
 def _generic_page(
