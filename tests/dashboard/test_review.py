@@ -90,7 +90,7 @@ def test_analytics_draws_charts_leaderboard_and_rating_distribution(page: Any, c
     """The charts are drawn from the JSON endpoint, one line per model, and the figures match /v1/stats."""
     sign_in(page, collector.key)
     page.goto("/analytics?range=all")
-    page.wait_for_selector("#analytics[data-ready='1']")
+    page.wait_for_selector("#analytics[data-ready='1'][data-leaderboard-ready='1']")
     stats = collector.api("/v1/stats")
     summary = page.get_by_test_id("summary")
     assert summary.locator("[data-stat=interactions]").inner_text() == f"{stats['total_interactions']:,}"

@@ -1,16 +1,19 @@
 """The analytics page's data: series per model over time, the leaderboard, the rating distribution.
 
 Everything is returned as JSON-ready dictionaries; the browser draws them.
+The leaderboard is served on its own (it reads every feedback in range) so
+that the charts never wait for it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from datetime import datetime
 from typing import Any, Literal
 
-from ..._models import FeedbackStats, InteractionFilter
+from ..._models import FeedbackFilter, FeedbackStats
 from ...storage.base import Storage
 
 __all__ = ["METRICS", "analytics_payload", "leaderboard", "series"]
@@ -93,39 +96,69 @@ def series(
     return {"buckets": [b.strftime(fmt) for b in buckets], "models": models, "series": out}
 
 
-def leaderboard(storage: Storage, stats: FeedbackStats, start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
-    """The analytics module's leaderboard when it has one, else one built from the per-model stats."""
-    try:
-        from ... import analytics
-
-        build = getattr(analytics, "build_analytics", None)
-        if build is not None:
-            result = build(storage, InteractionFilter(start_time=start, end_time=end))
-            board = list(getattr(result, "leaderboard", None) or [])
-            if board:
-                return [dict(entry) for entry in board]
-    except Exception:  # the page still shows the per-model figures
-        logger.exception("the analytics leaderboard failed; showing per-model figures")
+def _from_stats(stats: FeedbackStats) -> list[dict[str, Any]]:
+    """Per-model figures of the stats, ranked by comparison win rate then average rating."""
     wins = stats.comparative.wins_by_model
     losses = stats.comparative.losses_by_model
     rows: list[dict[str, Any]] = []
-    for name, model in stats.by_model.items():
-        thumbs = model.thumbs_up + model.thumbs_down
+    for name in stats.by_model:
         played = wins.get(name, 0) + losses.get(name, 0)
         rows.append({
             "model": name,
             "win_rate": round(wins.get(name, 0) / played, 3) if played else None,
             "comparisons": played,
-            "average_rating": None if model.average_rating is None else round(model.average_rating, 2),
-            "thumbs_up_ratio": round(model.thumbs_up / thumbs, 3) if thumbs else None,
-            "interactions": model.interactions,
-            "feedback": model.feedback,
-            "average_latency_ms": None if model.average_latency_ms is None else round(model.average_latency_ms, 1),
-        })
+            **_model_figures(stats, name),
+        })  # fmt: skip
     rows.sort(key=lambda r: (-(r["win_rate"] or 0), -(r["average_rating"] or 0), r["model"]))
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
-    return [{"rank": r.pop("rank"), **r} for r in rows]
+    return [{"rank": rank, **row} for rank, row in enumerate(rows, 1)]
+
+
+def _model_figures(stats: FeedbackStats, name: str) -> dict[str, Any]:
+    model = stats.by_model.get(name)
+    if model is None:
+        return {}
+    thumbs = model.thumbs_up + model.thumbs_down
+    return {
+        "average_rating": None if model.average_rating is None else round(model.average_rating, 2),
+        "thumbs_up_ratio": round(model.thumbs_up / thumbs, 3) if thumbs else None,
+        "interactions": model.interactions,
+        "feedback": model.feedback,
+        "average_latency_ms": None if model.average_latency_ms is None else round(model.average_latency_ms, 1),
+    }
+
+
+_LEADERBOARD_TTL_S = 60.0
+_leaderboards: dict[tuple[int, str, Any, Any], tuple[float, list[dict[str, Any]]]] = {}
+
+
+def leaderboard(storage: Storage, start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
+    """The analytics module's leaderboard (Bradley–Terry) with each model's figures, else the per-model figures.
+
+    It reads every feedback in range, so it is cached for a minute per project and range.
+    """
+    key = (id(getattr(storage, "engine", storage)), str(getattr(storage, "project", "")),
+           None if start is None else start.replace(second=0, microsecond=0),
+           None if end is None else end.replace(second=0, microsecond=0))  # fmt: skip
+    now = time.monotonic()
+    hit = _leaderboards.get(key)
+    if hit is not None and now - hit[0] < _LEADERBOARD_TTL_S:
+        return hit[1]
+    stats = storage.feedback_stats(start, end)
+    rows = _from_stats(stats)
+    try:
+        from ... import analytics
+
+        rank = getattr(analytics, "leaderboard", None)
+        board = [] if rank is None else list(rank(storage, FeedbackFilter(start_time=start, end_time=end)))
+        if board:
+            rows = [{**dict(entry), **{k: v for k, v in _model_figures(stats, str(entry.get("model"))).items()
+                                       if k not in entry}} for entry in board]  # fmt: skip
+    except Exception:  # the page still shows the per-model figures
+        logger.exception("the analytics leaderboard failed; showing per-model figures")
+    if len(_leaderboards) > 100:
+        _leaderboards.clear()
+    _leaderboards[key] = (now, rows)
+    return rows
 
 
 def analytics_payload(
@@ -146,6 +179,5 @@ def analytics_payload(
         },
         "metrics": METRICS,
         "timeseries": series(storage, bucket, start, end),
-        "leaderboard": leaderboard(storage, stats, start, end),
         "rating_distribution": {"labels": [f"{n}★" for n in range(1, 6)], "counts": [distribution[n] for n in range(1, 6)]},
     }

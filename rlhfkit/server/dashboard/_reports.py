@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..._models import ExportFormat, FeedbackFilter
 from ...errors import RLHFError, ValidationError
-from ._charts import analytics_payload
+from ._charts import analytics_payload, leaderboard
 from ._web import login_redirect, render, signed_in, storage_of
 
 __all__ = ["DATASET_KINDS", "RAW_KINDS", "router"]
@@ -43,6 +43,12 @@ def _datasets_available() -> bool:
     return importlib.util.find_spec("rlhfkit.datasets") is not None
 
 
+def _range(name: str) -> tuple[datetime | None, datetime]:
+    days = RANGES.get(name, 30)
+    end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return (None if days is None else end - timedelta(days=days)), end
+
+
 @router.get("/analytics")
 def analytics(request: Request, range: str = "30") -> Any:
     """Charts per model over time, the leaderboard and the rating distribution."""
@@ -58,13 +64,23 @@ def analytics_data(request: Request, range: str = "30") -> Any:
     session = signed_in(request)
     if session is None:
         return JSONResponse({"error": "unauthorized", "message": "sign in first"}, status_code=401)
+    start, end = _range(range)
     days = RANGES.get(range, 30)
-    end = datetime.now(UTC) + timedelta(minutes=1)
-    start = None if days is None else end - timedelta(days=days)
     bucket: Literal["hour", "day"] = "hour" if days is not None and days <= 2 else "day"
     payload = analytics_payload(storage_of(request, session), bucket, start, end)
     payload["bucket"] = bucket
     return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/analytics/leaderboard.json")
+def leaderboard_data(request: Request, range: str = "30") -> Any:
+    """The model leaderboard of the range (feedback given in it)."""
+    session = signed_in(request)
+    if session is None:
+        return JSONResponse({"error": "unauthorized", "message": "sign in first"}, status_code=401)
+    start, end = _range(range)
+    rows = leaderboard(storage_of(request, session), start, end)
+    return JSONResponse({"leaderboard": rows}, headers={"Cache-Control": "no-store"})
 
 
 def _export_page(request: Request, session: Any, status: int = 200, **extra: Any) -> Any:

@@ -18,6 +18,7 @@ function cell(value, name = "") {
     td.className = "num";
     if (/(rate|ratio)$/.test(name) && value >= 0 && value <= 1) td.textContent = `${(value * 100).toFixed(1)}%`;
     else if (name.endsWith("_ms")) td.textContent = `${value.toFixed(0)} ms`;
+    else if (name === "strength" || name.startsWith("ci_") || name === "rating") td.textContent = value.toFixed(1);
     else td.textContent = Number.isInteger(value) ? value.toLocaleString() : value.toFixed(2);
   } else {
     td.textContent = value == null ? "–" : String(value);
@@ -37,6 +38,13 @@ function leaderboard(table, rows) {
     tr.append(td);
     return;
   }
+  // A rating with its confidence interval reads as one column.
+  const merged = rows.map((row) => {
+    if (row.ci_low == null || row.ci_high == null || typeof row.rating !== "number") return row;
+    const { ci_low: low, ci_high: high, strength, ...rest } = row;
+    return { ...rest, rating: `${row.rating.toFixed(0)} (${low.toFixed(0)}–${high.toFixed(0)})` };
+  });
+  rows = merged;
   const columns = Object.keys(rows[0]);
   const tr = head.insertRow();
   for (const name of columns) {
@@ -115,8 +123,23 @@ async function main() {
       scales: { x: { grid: { display: false } }, y: { beginAtZero: true, ticks: { precision: 0 } } },
     },
   });
-  leaderboard(document.getElementById("leaderboard"), data.leaderboard);
   root.dataset.ready = "1";
 }
 
+async function board() {
+  const table = document.getElementById("leaderboard");
+  try {
+    const reply = await fetch(root.dataset.leaderboard, { credentials: "same-origin" });
+    if (!reply.ok) throw new Error(`the server answered ${reply.status}`);
+    leaderboard(table, (await reply.json()).leaderboard);
+  } catch (exc) {
+    table.tBodies[0].replaceChildren();
+    const td = cell(`Could not load the leaderboard: ${exc.message}`);
+    td.className = "muted";
+    table.tBodies[0].insertRow().append(td);
+  }
+  root.dataset.leaderboardReady = "1";
+}
+
 main();
+board();
