@@ -27,12 +27,13 @@ services:  ## make sure the local PostgreSQL is up
 browser:  ## install Debian's chromium for the dashboard tests when missing
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff and mypy --strict
 	$(PY) -m ruff check rlhfkit tests bench
 	$(PY) -m mypy
 
-test: $(STAMP) services browser  ## lint, then the whole test suite
+test: $(STAMP) services browser  ## lint (ruff, mypy --strict), then the whole test suite
 	$(PY) -m ruff check rlhfkit tests bench
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP) services  ## benchmarks; figures go to BENCHMARKS.md by hand

@@ -107,10 +107,10 @@ def _judge(logger: RLHFLogger, rng: random.Random, interaction_id: str, good: bo
         logger.log_text_feedback(interaction_id, rng.choice(_COMMENTS[good]), sentiment, user_id=user, source="demo")
         logged += 1
     if rng.random() < 0.3:
-        score = (lambda: rng.choice([4, 5])) if good else (lambda: rng.choice([1, 2, 3]))
+        scores = [4, 5] if good else [1, 2, 3]
         logger.log_multi_dimensional_feedback(
             interaction_id,
-            {"accuracy": score(), "helpfulness": score(), "clarity": score()},
+            {name: rng.choice(scores) for name in ("accuracy", "helpfulness", "clarity")},
             weights={"accuracy": 0.5, "helpfulness": 0.3, "clarity": 0.2},
             user_id=rng.choice(_REVIEWERS),
             source="demo",

@@ -268,7 +268,7 @@ def export_stream(
         yield from _encode_text(chunks, fmt, columns)
         return
     with tempfile.TemporaryFile() as spool:
-        _write_parquet(chunks, columns, spool)  # type: ignore[arg-type]
+        _write_parquet(chunks, columns, spool)
         spool.seek(0)
         while block := spool.read(1 << 20):
             yield block
