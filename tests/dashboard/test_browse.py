@@ -34,10 +34,10 @@ def test_sign_in_refuses_write_only_and_unknown_keys_and_sets_a_safe_cookie(page
     page.fill("#api_key", "rk_not-a-key")
     page.click("button[type=submit]")
     assert "Unknown" in page.get_by_test_id("login-error").inner_text()
-    assert not page.context.cookies()
+    assert not [c for c in page.context.cookies() if c["name"] == "rlhfkit_session"]
 
     sign_in(page, collector.key)
-    (cookie,) = page.context.cookies()
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "rlhfkit_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and not cookie["secure"]  # http: Secure only over https
     assert page.get_by_test_id("user").inner_text() == "reviewer"
 

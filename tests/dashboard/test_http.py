@@ -22,9 +22,17 @@ from tests.dashboard.conftest import UNJUDGED, Collector
 def client(collector: Collector) -> Iterator[httpx.Client]:
     """An HTTP client signed in to the dashboard with the read key."""
     with httpx.Client(base_url=collector.url, timeout=10) as http:
-        reply = http.post("/login", data={"api_key": collector.key, "next": "/interactions"})
+        reply = _sign_in(http, collector.key)
         assert reply.status_code == 303 and "rlhfkit_session" in http.cookies
         yield http
+
+
+def _sign_in(http: httpx.Client, key: str, next: str = "/interactions") -> httpx.Response:
+    """Sign in through the form: fetch it (nonce and its cookie), then post the key."""
+    form = http.get("/login").text
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form)
+    assert nonce
+    return http.post("/login", data={"api_key": key, "next": next, "nonce": nonce.group(1)})
 
 
 def _csrf(html: str) -> str:
@@ -49,10 +57,20 @@ def test_a_tampered_or_missing_cookie_is_signed_out(collector: Collector, client
 
 def test_sign_in_never_redirects_off_site(collector: Collector) -> None:
     """A ``next`` pointing to another host is replaced by the interactions page."""
-    with httpx.Client(base_url=collector.url) as http:
-        for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
-            reply = http.post("/login", data={"api_key": collector.key, "next": target})
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        with httpx.Client(base_url=collector.url) as http:
+            reply = _sign_in(http, collector.key, target)
             assert reply.headers["location"] == "/interactions"
+
+
+def test_a_sign_in_post_without_the_form_nonce_is_refused(collector: Collector) -> None:
+    """Posting a key from elsewhere (no nonce from this server's form) starts no session (login CSRF)."""
+    with httpx.Client(base_url=collector.url) as http:
+        reply = http.post("/login", data={"api_key": collector.key, "nonce": "guessed"})
+        assert reply.status_code == 403 and "rlhfkit_session" not in http.cookies
+        http.get("/login")
+        reply = http.post("/login", data={"api_key": collector.key, "nonce": "guessed"})
+        assert reply.status_code == 403 and "rlhfkit_session" not in http.cookies
 
 
 def test_dashboard_pages_stay_out_of_the_api_schema(collector: Collector) -> None:
@@ -159,7 +177,7 @@ def test_a_collector_on_the_memory_backend_serves_every_page() -> None:
     keys = MemoryKeyStore()
     key = keys.create("default", "alice")
     with serve(create_app(storage=storage, keys=keys)) as server, httpx.Client(base_url=server.url, timeout=10) as http:
-        http.post("/login", data={"api_key": key})
+        _sign_in(http, key)
         listing = http.get("/interactions").text
         shown = re.findall(r'data-id="([0-9a-f]+)"', listing)
         assert shown == sorted((i.id for i in interactions), reverse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -15,7 +16,7 @@ from ..._models import FeedbackFilter, FeedbackType, InteractionFilter
 from ...errors import NotFoundError, StorageError, ValidationError
 from ._forms import DIMENSIONS, KINDS, feedback_from_form, store_feedback
 from ._queries import group_key, interaction_page
-from ._session import check_csrf, clear_cookie, new_cookie
+from ._session import check_csrf, check_login_nonce, clear_cookie, new_cookie, set_login_nonce
 from ._table import SCAN_WINDOW
 from ._web import login_redirect, models_of, render, signed_in, storage_of
 
@@ -46,7 +47,14 @@ def login_form(request: Request, next: str | None = None) -> Any:
     """The sign-in form: an API key of the project (not a write-only one)."""
     if signed_in(request):
         return RedirectResponse(_safe_next(next), status_code=303)
-    return render(request, "login.html", None, next=_safe_next(next))
+    return _login_form(request, next=_safe_next(next))
+
+
+def _login_form(request: Request, status: int = 200, **context: Any) -> Any:
+    nonce = secrets.token_urlsafe(18)
+    response = render(request, "login.html", None, status=status, nonce=nonce, **context)
+    set_login_nonce(request, response, nonce)
+    return response
 
 
 @router.post("/login")
@@ -55,6 +63,8 @@ async def login(request: Request) -> Any:
     form = await request.form()
     token = str(form.get("api_key") or "").strip()
     target = _safe_next(str(form.get("next") or ""))
+    if not check_login_nonce(request, form.get("nonce")):
+        return _login_form(request, status=403, error="This form has expired; please sign in again.", next=target)
     key = None
     if 0 < len(token) <= 200 and "\x00" not in token:
         key = await run_in_threadpool(request.app.state.keys.lookup, token)
@@ -64,7 +74,7 @@ async def login(request: Request) -> Any:
     elif key.write_only:
         error = "This key is write-only: it can send data but not read it. Sign in with a read key."
     if error is not None:
-        return render(request, "login.html", None, status=401, error=error, next=target)
+        return _login_form(request, status=401, error=error, next=target)
     response = RedirectResponse(target, status_code=303)
     new_cookie(request, response, token)
     return response

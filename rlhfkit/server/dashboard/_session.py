@@ -26,10 +26,22 @@ from typing import Any
 
 from .._keys import ApiKey
 
-__all__ = ["COOKIE", "SESSION_MAX_AGE_S", "Session", "check_csrf", "clear_cookie", "new_cookie", "read_session"]
+__all__ = [
+    "COOKIE",
+    "SESSION_MAX_AGE_S",
+    "Session",
+    "check_csrf",
+    "check_login_nonce",
+    "clear_cookie",
+    "set_login_nonce",
+    "new_cookie",
+    "read_session",
+]
 
 COOKIE = "rlhfkit_session"
+LOGIN_COOKIE = "rlhfkit_login"
 SESSION_MAX_AGE_S = 12 * 3600
+LOGIN_MAX_AGE_S = 3600
 _PROCESS_SECRET = secrets.token_bytes(32)
 
 
@@ -122,6 +134,26 @@ def new_cookie(request: Any, response: Any, token: str) -> None:
 def clear_cookie(request: Any, response: Any) -> None:
     """Remove the session cookie."""
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https")
+
+
+def set_login_nonce(request: Any, response: Any, nonce: str) -> None:
+    """Set the sign-in form's nonce in a short-lived signed cookie (login CSRF protection)."""
+    value = _sign(request.app, {"n": nonce, "t": int(time.time())})
+    response.set_cookie(
+        LOGIN_COOKIE, value, max_age=LOGIN_MAX_AGE_S, httponly=True, samesite="lax",
+        secure=request.url.scheme == "https", path="/login",
+    )  # fmt: skip
+
+
+def check_login_nonce(request: Any, submitted: Any) -> bool:
+    """Whether the sign-in form came from a form this server gave this browser."""
+    payload = _unsign(request.app, request.cookies.get(LOGIN_COOKIE) or "")
+    if payload is None or not isinstance(submitted, str) or not isinstance(payload.get("n"), str):
+        return False
+    issued = payload.get("t")
+    if not isinstance(issued, int | float) or not 0 <= time.time() - issued <= LOGIN_MAX_AGE_S:
+        return False
+    return hmac.compare_digest(payload["n"].encode(), submitted.encode())
 
 
 def check_csrf(session: Session, submitted: Any) -> bool:
