@@ -3,8 +3,8 @@
 A benchmark module exposes ``NAME``, ``TITLE``, ``available() -> str | None``
 (a reason when the code it measures is missing) and ``run(quick) -> list[Result]``.
 Figures that depend on memory are measured in a child process (``python -m
-bench._child``) whose peak RSS is read with ``os.wait4``: the kernel's count for
-that process alone, not for the whole benchmark run.
+bench._child``) whose peak RSS is its own VmHWM from ``/proc`` (``ru_maxrss``
+of a child would include the RSS of the parent it was forked from).
 """
 
 from __future__ import annotations
@@ -108,27 +108,39 @@ def run_child(module: str, func: str, kwargs: dict[str, Any] | None = None, time
     """
     import threading
 
+    from ._child import peak_rss_mb
+
     command = [sys.executable, "-m", "bench._child", module, func, json.dumps(kwargs or {})]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    polled = [0.0]
+    stop = threading.Event()
+
+    def poll() -> None:
+        # For a child that is stopped: its peak so far, read every 0.2 s.
+        while not stop.wait(0.2):
+            polled[0] = max(polled[0], peak_rss_mb(process.pid))
+
     killer = threading.Timer(timeout_s, process.kill)
+    poller = threading.Thread(target=poll, daemon=True)
     killer.start()
+    poller.start()
     try:
         assert process.stdout is not None
         output = process.stdout.read()
-        # Reap with wait4 for this child's own rusage (RUSAGE_CHILDREN would mix every child so far).
-        _pid, status, usage = os.wait4(process.pid, 0)
+        _pid, status, _usage = os.wait4(process.pid, 0)
     finally:
         killer.cancel()
+        stop.set()
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    peak = usage.ru_maxrss / 1024.0  # kilobytes on Linux
     if wall >= timeout_s and process.returncode != 0:
-        return ChildRun(result=None, wall_s=wall, peak_rss_mb=peak, timed_out=True)
+        return ChildRun(result=None, wall_s=wall, peak_rss_mb=polled[0], timed_out=True)
     if process.returncode != 0:
         raise RuntimeError(f"child bench.{module}.{func} exited with {process.returncode}: {output[-500:]}")
     lines = [line for line in output.splitlines() if line.strip()]
+    peak = next((float(line.split()[1]) for line in reversed(lines) if line.startswith("VMHWM_MB ")), polled[0])
     return ChildRun(result=json.loads(lines[-1]) if lines else None, wall_s=wall, peak_rss_mb=peak)
 
 

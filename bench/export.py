@@ -2,7 +2,7 @@
 
 ``rlhfkit._export.export_records(storage, "parquet", path=...)`` runs in a
 child process; its wall time and the kernel's peak RSS of that process are
-reported, next to the peak RSS of a child that only imports the same modules
+reported (VmHWM), next to the peak RSS of a child that only imports the same modules
 and opens the storage (the floor).
 """
 
