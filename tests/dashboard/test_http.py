@@ -28,11 +28,8 @@ def client(collector: Collector) -> Iterator[httpx.Client]:
 
 
 def _sign_in(http: httpx.Client, key: str, next: str = "/interactions") -> httpx.Response:
-    """Sign in through the form: fetch it (nonce and its cookie), then post the key."""
-    form = http.get("/login").text
-    nonce = re.search(r'name="nonce" value="([^"]+)"', form)
-    assert nonce
-    return http.post("/login", data={"api_key": key, "next": next, "nonce": nonce.group(1)})
+    """Post the key to the sign-in form as a script would (no Origin header)."""
+    return http.post("/login", data={"api_key": key, "next": next})
 
 
 def _csrf(html: str) -> str:
@@ -63,14 +60,15 @@ def test_sign_in_never_redirects_off_site(collector: Collector) -> None:
             assert reply.headers["location"] == "/interactions"
 
 
-def test_a_sign_in_post_without_the_form_nonce_is_refused(collector: Collector) -> None:
-    """Posting a key from elsewhere (no nonce from this server's form) starts no session (login CSRF)."""
+def test_a_sign_in_posted_from_another_site_is_refused(collector: Collector) -> None:
+    """A browser posting a key from another origin (login CSRF) starts no session; this site's origin does."""
     with httpx.Client(base_url=collector.url) as http:
-        reply = http.post("/login", data={"api_key": collector.key, "nonce": "guessed"})
-        assert reply.status_code == 403 and "rlhfkit_session" not in http.cookies
-        http.get("/login")
-        reply = http.post("/login", data={"api_key": collector.key, "nonce": "guessed"})
-        assert reply.status_code == 403 and "rlhfkit_session" not in http.cookies
+        data = {"api_key": collector.key}
+        for header in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/page"}, {"Origin": "null"}):
+            reply = http.post("/login", data=data, headers=header)
+            assert reply.status_code == 403 and "rlhfkit_session" not in http.cookies
+        reply = http.post("/login", data=data, headers={"Origin": collector.url})
+        assert reply.status_code == 303 and "rlhfkit_session" in http.cookies
 
 
 def test_dashboard_pages_stay_out_of_the_api_schema(collector: Collector) -> None:

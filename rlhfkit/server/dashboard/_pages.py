@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -16,7 +15,7 @@ from ..._models import FeedbackFilter, FeedbackType, InteractionFilter
 from ...errors import NotFoundError, StorageError, ValidationError
 from ._forms import DIMENSIONS, KINDS, feedback_from_form, store_feedback
 from ._queries import group_key, interaction_page
-from ._session import check_csrf, check_login_nonce, clear_cookie, new_cookie, set_login_nonce
+from ._session import check_csrf, clear_cookie, new_cookie, same_origin
 from ._table import SCAN_WINDOW
 from ._web import login_redirect, models_of, render, signed_in, storage_of
 
@@ -51,10 +50,7 @@ def login_form(request: Request, next: str | None = None) -> Any:
 
 
 def _login_form(request: Request, status: int = 200, **context: Any) -> Any:
-    nonce = secrets.token_urlsafe(18)
-    response = render(request, "login.html", None, status=status, nonce=nonce, **context)
-    set_login_nonce(request, response, nonce)
-    return response
+    return render(request, "login.html", None, status=status, **context)
 
 
 @router.post("/login")
@@ -63,8 +59,8 @@ async def login(request: Request) -> Any:
     form = await request.form()
     token = str(form.get("api_key") or "").strip()
     target = _safe_next(str(form.get("next") or ""))
-    if not check_login_nonce(request, form.get("nonce")):
-        return _login_form(request, status=403, error="This form has expired; please sign in again.", next=target)
+    if not same_origin(request):
+        return _login_form(request, status=403, error="Sign in from this site's own form.", next=target)
     key = None
     if 0 < len(token) <= 200 and "\x00" not in token:
         key = await run_in_threadpool(request.app.state.keys.lookup, token)

@@ -4,7 +4,8 @@ The cookie is ``base64url(json) "." base64url(hmac-sha256)``; its payload is
 the API key, a CSRF token and the time it was issued. Every request checks the
 signature, the age, and the key itself against the key store (so a revoked
 key signs everyone out within the store's cache time). Write-only keys cannot
-sign in.
+sign in, and a sign-in posted from another site is refused (:func:`same_origin`).
+Forms that change data carry the session's CSRF token.
 
 The signing secret is ``RLHFKIT_SESSION_SECRET`` when set (give every replica
 behind one load balancer the same value), else random per process (a restart
@@ -23,6 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._keys import ApiKey
 
@@ -31,17 +33,14 @@ __all__ = [
     "SESSION_MAX_AGE_S",
     "Session",
     "check_csrf",
-    "check_login_nonce",
     "clear_cookie",
-    "set_login_nonce",
+    "same_origin",
     "new_cookie",
     "read_session",
 ]
 
 COOKIE = "rlhfkit_session"
-LOGIN_COOKIE = "rlhfkit_login"
 SESSION_MAX_AGE_S = 12 * 3600
-LOGIN_MAX_AGE_S = 3600
 _PROCESS_SECRET = secrets.token_bytes(32)
 
 
@@ -136,24 +135,18 @@ def clear_cookie(request: Any, response: Any) -> None:
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https")
 
 
-def set_login_nonce(request: Any, response: Any, nonce: str) -> None:
-    """Set the sign-in form's nonce in a short-lived signed cookie (login CSRF protection)."""
-    value = _sign(request.app, {"n": nonce, "t": int(time.time())})
-    response.set_cookie(
-        LOGIN_COOKIE, value, max_age=LOGIN_MAX_AGE_S, httponly=True, samesite="lax",
-        secure=request.url.scheme == "https", path="/login",
-    )  # fmt: skip
+def same_origin(request: Any) -> bool:
+    """Whether a form post came from this site: its ``Origin`` (else ``Referer``) names this host, or neither is sent.
 
-
-def check_login_nonce(request: Any, submitted: Any) -> bool:
-    """Whether the sign-in form came from a form this server gave this browser."""
-    payload = _unsign(request.app, request.cookies.get(LOGIN_COOKIE) or "")
-    if payload is None or not isinstance(submitted, str) or not isinstance(payload.get("n"), str):
-        return False
-    issued = payload.get("t")
-    if not isinstance(issued, int | float) or not 0 <= time.time() - issued <= LOGIN_MAX_AGE_S:
-        return False
-    return hmac.compare_digest(payload["n"].encode(), submitted.encode())
+    Browsers send ``Origin`` with every cross-site form post, so a page
+    elsewhere cannot sign a visitor in with its own key (login CSRF); scripts
+    and command-line clients send neither and are not affected.
+    """
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    if not claimed:
+        return True
+    parsed = urlsplit(claimed)
+    return f"{parsed.scheme}://{parsed.netloc}" == f"{request.url.scheme}://{request.url.netloc}"
 
 
 def check_csrf(session: Session, submitted: Any) -> bool:
