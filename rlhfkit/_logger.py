@@ -182,9 +182,10 @@ class RLHFLogger:
         of the conversation (``{"role", "content"}``); extra keyword arguments
         are kept in ``metadata``.
         """
-        record_id = self._record_id(id, "interaction")
-        user_id, session_id = self._identity(user_id, session_id)
-        meta = self._metadata(metadata, extra)
+        record_id = new_id() if id is None and self.config.auto_generate_ids else self._record_id(id, "interaction")
+        if self._closed or (user_id is None and not self.config.allow_anonymous):
+            self._identity(user_id, session_id)  # raises the right error
+        meta = self._metadata(metadata, extra) if (metadata or extra or self.config.default_metadata) else {}
         if (
             type(prompt) is str
             and type(response) is str
@@ -198,7 +199,7 @@ class RLHFLogger:
             and prompt.strip()
         ):
             # Checked by hand, a few µs cheaper than pydantic; the worker builds the model.
-            return self._accept({
+            return self._accept_plain({
                 "id": record_id, "prompt": prompt, "response": response, "model": model, "latency": latency,
                 "token_usage": token_usage, "user_id": user_id, "session_id": session_id, "metadata": meta,
                 "timestamp": utc_now(),
@@ -374,6 +375,27 @@ class RLHFLogger:
         if session is not None and session_id == session.id:
             (session.interaction_ids if is_interaction else session.feedback_ids).append(record_id)
         self._store(record)
+        return record_id
+
+    def _accept_plain(self, fields: dict[str, Any]) -> str:
+        """_accept for the hand-checked dict of log_interaction's fast path (the hot path)."""
+        if not self._initialized:
+            self.initialize()
+        record_id: str = fields["id"]
+        known = self._known_ids
+        known[record_id] = None
+        if len(known) > _KNOWN_IDS_KEPT:
+            del known[next(iter(known))]
+        session = self._session
+        if fields["session_id"] is None and (session is not None or self.config.enable_session_tracking):
+            session = self._active_session(fields["user_id"])
+            fields["session_id"] = session.id
+        if session is not None and fields["session_id"] == session.id:
+            session.interaction_ids.append(record_id)
+        if self._batcher is not None:
+            self._batcher.submit(fields)
+        else:
+            self._store(fields)
         return record_id
 
     def _store(self, record: Record | dict[str, Any]) -> None:
