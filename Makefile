@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 run: $(STAMP)  ## start the collector on 127.0.0.1 with demo data in ./rlhf.db
-	$(VENV)/bin/rlhfkit demo --db sqlite:///rlhf.db
+	$(VENV)/bin/rlhfkit demo --db sqlite:///rlhf.db --if-empty
 	$(VENV)/bin/rlhfkit serve --db sqlite:///rlhf.db --host $(HOST) --port $(PORT) --create-key demo
 
 services:  ## make sure the local PostgreSQL is up

@@ -49,12 +49,17 @@ def register(app: typer.Typer) -> None:
         db: str = DB_OPTION,
         rounds: int = typer.Option(5, min=1, help="Passes over the demo prompts (30 interactions each)."),
         seed: int = typer.Option(7, help="Random seed, for a reproducible data set."),
+        if_empty: bool = typer.Option(False, "--if-empty", help="Log only into a database that has no interactions yet."),
     ) -> None:
         """Log a realistic set of interactions and feedback of all five types, then print the stats."""
         from .._demo_data import DEMO_MODELS, populate_demo
 
         console = Console()
         storage = open_storage(db)
+        if if_empty and storage.feedback_stats().total_interactions:
+            console.print(f"{db} already has data; not adding demo records.")
+            console.print(stats_table(storage.feedback_stats()))
+            return
         logger = RLHFLogger(RLHFConfig(batch_size=500), storage=storage)
         with logger, Progress(console=console, transient=True) as progress:
             task = progress.add_task("logging demo interactions", total=rounds * 10 * len(DEMO_MODELS))
