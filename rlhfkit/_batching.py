@@ -36,6 +36,7 @@ T = TypeVar("T")
 _live: weakref.WeakSet[BatchProcessor[object]] = weakref.WeakSet()
 
 _MAX_RETRY_DELAY_S = 30.0
+_LINGER_S = 0.02
 
 
 class BatchProcessor(Generic[T]):
@@ -76,6 +77,7 @@ class BatchProcessor(Generic[T]):
         self._in_flight = 0
         self._cond = threading.Condition(threading.Lock())
         self._flush_requested = False
+        self._urgent = False
         self._closed = False
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
@@ -120,7 +122,7 @@ class BatchProcessor(Generic[T]):
 
     def _wait_for_room(self) -> None:
         with self._cond:
-            self._flush_requested = True
+            self._flush_requested = self._urgent = True
             self._cond.notify_all()
             while len(self._queue) >= self.max_queue_size and self._worker_alive():
                 self._cond.wait(0.1)
@@ -142,7 +144,7 @@ class BatchProcessor(Generic[T]):
             self._start_worker()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
-            self._flush_requested = True
+            self._flush_requested = self._urgent = True
             self._cond.notify_all()
             while self.pending and self._worker_alive():
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -176,7 +178,11 @@ class BatchProcessor(Generic[T]):
                     self._cond.wait(retry_delay)
                 elif not self._flush_requested and not self._closed:
                     self._cond.wait(self.flush_interval_s)
-                self._flush_requested = False
+                if self._flush_requested and not self._urgent and not self._closed:
+                    # A full batch: linger a moment so a burst is written in few, large
+                    # writes and the caller's thread is not interrupted for every batch.
+                    self._cond.wait(_LINGER_S)
+                self._flush_requested = self._urgent = False
             retry_delay = self._export_queued(retry_delay)
 
     def _export_queued(self, retry_delay: float) -> float:
