@@ -242,6 +242,17 @@ def _time_conditions(column: Any, start: Any, end: Any) -> list[Any]:
     return conditions
 
 
+def _has_matching_feedback(project: str, match: list[Any]) -> Any:
+    """An interaction has a feedback (direct, or a comparison it is in) meeting every ``match`` condition.
+
+    The matching ids are selected once (an uncorrelated IN): a correlated EXISTS
+    made SQLite scan every feedback of the type for each interaction row.
+    """
+    i, f, t = schema.interactions, schema.feedback, schema.feedback_targets
+    joined = t.join(f, sa.and_(f.c.project == t.c.project, f.c.id == t.c.feedback_id))
+    return i.c.id.in_(sa.select(t.c.interaction_id).select_from(joined).where(t.c.project == project, *match))
+
+
 def interaction_conditions(project: str, flt: InteractionFilter) -> list[Any]:
     """SQL conditions for every non-paging field of an interaction filter."""
     i, f, t = schema.interactions, schema.feedback, schema.feedback_targets
@@ -266,17 +277,17 @@ def interaction_conditions(project: str, flt: InteractionFilter) -> list[Any]:
     if flt.has_feedback is not None:
         exists = sa.select(sa.literal(1)).where(targeted).exists()
         conds.append(exists if flt.has_feedback else ~exists)
-    joined = t.join(f, sa.and_(f.c.project == t.c.project, f.c.id == t.c.feedback_id))
+    feedback_match: list[Any] = []
     if flt.feedback_types is not None:
-        types = [FeedbackType(x).value for x in flt.feedback_types]
-        conds.append(sa.select(sa.literal(1)).select_from(joined).where(targeted, f.c.type.in_(types)).exists())
+        feedback_match.append(f.c.type.in_([FeedbackType(x).value for x in flt.feedback_types]))
     if flt.min_rating is not None or flt.max_rating is not None:
-        rating = [f.c.type == FeedbackType.RATING.value]
+        feedback_match.append(f.c.type == FeedbackType.RATING.value)
         if flt.min_rating is not None:
-            rating.append(f.c.rating_value >= flt.min_rating)
+            feedback_match.append(f.c.rating_value >= flt.min_rating)
         if flt.max_rating is not None:
-            rating.append(f.c.rating_value <= flt.max_rating)
-        conds.append(sa.select(sa.literal(1)).select_from(joined).where(targeted, *rating).exists())
+            feedback_match.append(f.c.rating_value <= flt.max_rating)
+    if feedback_match:
+        conds.append(_has_matching_feedback(project, feedback_match))
     return conds
 
 
