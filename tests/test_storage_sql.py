@@ -54,6 +54,7 @@ EXPECTED_INDEXES = {
         "ix_feedback_targets_project_interaction_times": [
             "project", "interaction_id", "timestamp", "interaction_timestamp",
         ],
+        "ix_feedback_targets_project_interaction_feedback": ["project", "interaction_id", "feedback_id"],
     },
     "feedback_dimensions": {
         "ix_feedback_dimensions_project_dimension": ["project", "dimension", "timestamp", "score"],
@@ -99,7 +100,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
     storage = SQLStorage(f"sqlite:///{tmp_path / 'new.db'}")
-    assert storage.upgrade() == [1, 2, 3, 4]
+    assert storage.upgrade() == [1, 2, 3, 4, 5]
     assert storage.upgrade() == []
     assert sorted(sa.inspect(storage.engine).get_table_names()) == sorted(EXPECTED_SCHEMA)
     tables, indexes = _schema(storage)
@@ -107,7 +108,9 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     assert indexes == EXPECTED_INDEXES
     with storage.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT version, name FROM schema_migrations").all()
-    assert rows == [(1, "initial"), (2, "stats_tables"), (3, "target_times"), (4, "unbounded_strings")]
+    assert rows == [
+        (1, "initial"), (2, "stats_tables"), (3, "target_times"), (4, "unbounded_strings"), (5, "target_feedback_index"),
+    ]  # fmt: skip
     storage.close()
 
 
@@ -306,6 +309,7 @@ def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
             "DROP INDEX ix_feedback_project_stats",
             "DROP INDEX ix_feedback_project_type_value",
             "DROP INDEX ix_feedback_targets_project_interaction_times",
+            "DROP INDEX ix_feedback_targets_project_interaction_feedback",
             "ALTER TABLE feedback_targets DROP COLUMN interaction_timestamp",
             "CREATE INDEX ix_interactions_project_model_timestamp ON interactions (project, model, timestamp)",
             "CREATE INDEX ix_feedback_targets_project_interaction ON feedback_targets (project, interaction_id, timestamp)",
@@ -314,7 +318,7 @@ def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
             connection.exec_driver_sql(statement)
     storage.close()
     upgraded = SQLStorage(url)
-    assert upgraded.upgrade() == [2, 3, 4]
+    assert upgraded.upgrade() == [2, 3, 4, 5]
     tables, indexes = _schema(upgraded)
     assert tables == EXPECTED_SCHEMA and indexes == EXPECTED_INDEXES
     assert upgraded.feedback_stats() == expected

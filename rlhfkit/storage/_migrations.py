@@ -24,6 +24,7 @@ __all__ = [
     "m001_initial",
     "m002_stats_tables", "m003_target_times",
     "m004_unbounded_strings",
+    "m005_target_feedback_index",
     "upgrade",
 ]
 
@@ -120,11 +121,21 @@ def m004_unbounded_strings(connection: Any) -> None:
         connection.execute(sa.text(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE VARCHAR{collate}'))
 
 
+def m005_target_feedback_index(connection: Any) -> None:
+    """Index feedback_targets by (project, interaction_id, feedback_id): reading an interaction's feedback ids
+    used a scan of the whole primary key on SQLite (265 ms instead of 4 ms per 1,000 interactions at 1M)."""
+    existing = {i["name"] for i in sa.inspect(connection).get_indexes("feedback_targets")}
+    for index in schema.feedback_targets.indexes:
+        if index.name == "ix_feedback_targets_project_interaction_feedback" and index.name not in existing:
+            index.create(connection)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (1, "initial", m001_initial),
     (2, "stats_tables", m002_stats_tables),
     (3, "target_times", m003_target_times),
     (4, "unbounded_strings", m004_unbounded_strings),
+    (5, "target_feedback_index", m005_target_feedback_index),
 ]
 """(version, name, function), in the order they run."""
 

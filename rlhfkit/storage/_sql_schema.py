@@ -140,6 +140,8 @@ feedback_targets = sa.Table(
     sa.Index(
         "ix_feedback_targets_project_interaction_times", "project", "interaction_id", "timestamp", "interaction_timestamp"
     ),
+    # Covers "the feedback ids of these interactions", so SQLite does not prefer a scan of the primary key.
+    sa.Index("ix_feedback_targets_project_interaction_feedback", "project", "interaction_id", "feedback_id"),
 )
 """Every interaction a feedback is about: ``role`` is ``subject`` (its
 interaction_id), ``preferred`` or ``alternative`` (comparisons); ``timestamp``

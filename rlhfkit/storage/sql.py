@@ -256,13 +256,14 @@ class SQLStorage:
 
         by_interaction: dict[str, list[str]] = {}
         if interaction_ids:
-            query = (
-                sa.select(t.c.interaction_id, t.c.feedback_id)
-                .where(t.c.project == self.project, t.c.interaction_id.in_(interaction_ids))
-                .order_by(t.c.feedback_id)
+            # No ORDER BY: it would make SQLite walk the primary key instead of the interaction index.
+            query = sa.select(t.c.interaction_id, t.c.feedback_id).where(
+                t.c.project == self.project, t.c.interaction_id.in_(interaction_ids)
             )
             for interaction_id, feedback_id in connection.execute(query):
                 by_interaction.setdefault(interaction_id, []).append(feedback_id)
+            for ids in by_interaction.values():
+                ids.sort()
         return by_interaction
 
     def _chunks(
