@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from .errors import DeliveryError, StorageError, require
 
-__all__ = ["HttpSink", "RetryLater", "Sender", "Sink"]
+__all__ = ["HttpSink", "RetryLater", "Sender", "Sink", "SpooledDelivery"]
 
 logger = logging.getLogger("rlhfkit.delivery")
 
@@ -581,3 +581,41 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class SpooledDelivery:
+    """The counters and ``flush`` of a storage backend that delivers through a :class:`Sender`.
+
+    Mixed into the REMOTE and ZeroDB backends, which set ``self.sender``.
+    """
+
+    sender: Sender
+
+    @property
+    def pending(self) -> int:
+        """Records written and not yet accepted by the service."""
+        return self.sender.pending
+
+    @property
+    def delivered(self) -> int:
+        """Records the service accepted (a replayed record counts once more)."""
+        return self.sender.delivered
+
+    @property
+    def failed_uploads(self) -> int:
+        """Records the service refused (a 4xx other than 408/425/429); ``last_error`` says why."""
+        return self.sender.failed_uploads
+
+    @property
+    def spool_full_drops(self) -> int:
+        """Records refused by ``write`` because the spool was full."""
+        return self.sender.spool_full_drops
+
+    @property
+    def last_error(self) -> str | None:
+        """The last delivery failure, with the service's message."""
+        return self.sender.last_error
+
+    def flush(self, timeout_s: float = 10.0) -> int:
+        """Wait up to ``timeout_s`` for delivery; return how many records remain undelivered."""
+        return self.sender.flush(timeout_s)

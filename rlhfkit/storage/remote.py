@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .._delivery import HttpSink, Sender
+from .._delivery import HttpSink, Sender, SpooledDelivery
 from .._models import (
     Feedback,
     FeedbackFilter,
@@ -106,7 +106,7 @@ def _default_spool_dir(ingest_url: str) -> Path:
     return Path(root) / hashlib.sha256(ingest_url.encode()).hexdigest()[:16]
 
 
-class RemoteStorage:
+class RemoteStorage(SpooledDelivery):
     """A :class:`~rlhfkit.storage.base.Storage` backed by an rlhfkit collector.
 
     ``url`` is the collector's address (``http://collector:8484``); a URL with
@@ -167,21 +167,6 @@ class RemoteStorage:
 
     # ------------------------------------------------------------------ counters
 
-    @property
-    def pending(self) -> int:
-        """Records written and not yet accepted by the collector."""
-        return self.sender.pending
-
-    @property
-    def failed_uploads(self) -> int:
-        """Records the collector refused (a 4xx other than 408/425/429)."""
-        return self.sender.failed_uploads
-
-    @property
-    def spool_full_drops(self) -> int:
-        """Records refused by :meth:`write` because the spool was full."""
-        return self.sender.spool_full_drops
-
     def retry_failed(self) -> int:
         """Send the batches the collector refused again (kept under ``<spool>/failed``); return their records."""
         return self.sender.retry_failed()
@@ -190,10 +175,6 @@ class RemoteStorage:
 
     def initialize(self) -> None:
         """Nothing to create: the spool directory exists from construction."""
-
-    def flush(self, timeout_s: float = 10.0) -> int:
-        """Wait up to ``timeout_s`` for delivery; return how many records remain undelivered."""
-        return self.sender.flush(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Deliver what can be delivered within ``timeout_s``, stop, and return the records left.

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from .._delivery import RetryLater, Sender
+from .._delivery import RetryLater, Sender, SpooledDelivery
 from .._models import (
     Feedback,
     FeedbackFilter,
@@ -82,7 +82,7 @@ _HOLD_ROWS = 10_000
 R = TypeVar("R", Interaction, Feedback)
 
 
-class ZeroDBStorage:
+class ZeroDBStorage(SpooledDelivery):
     """A :class:`~rlhfkit.storage.base.Storage` on ZeroDB (AINative Studio's hosted database).
 
     ``api_key`` is sent as ``X-API-Key`` (default ``RLHFKIT_ZERODB_API_KEY``,
@@ -188,31 +188,6 @@ class ZeroDBStorage:
     # ------------------------------------------------------------------ counters
 
     @property
-    def pending(self) -> int:
-        """Records written and not yet stored in ZeroDB."""
-        return self.sender.pending
-
-    @property
-    def delivered(self) -> int:
-        """Records the sender delivered (a record already stored counts once more when replayed)."""
-        return self.sender.delivered
-
-    @property
-    def failed_uploads(self) -> int:
-        """Records ZeroDB refused (a 4xx other than 408/425/429); ``last_error`` says why."""
-        return self.sender.failed_uploads
-
-    @property
-    def spool_full_drops(self) -> int:
-        """Records refused by :meth:`write` because the spool was full."""
-        return self.sender.spool_full_drops
-
-    @property
-    def last_error(self) -> str | None:
-        """The last delivery failure, with ZeroDB's ``detail`` message."""
-        return self.sender.last_error
-
-    @property
     def vector_failures(self) -> int:
         """Vector upserts ZeroDB refused for good (their rows are stored)."""
         return self.sink.vector_failures
@@ -226,10 +201,6 @@ class ZeroDBStorage:
 
     def initialize(self) -> None:
         """Nothing to do here: the sender creates the table before its first delivery."""
-
-    def flush(self, timeout_s: float = 10.0) -> int:
-        """Wait up to ``timeout_s`` for delivery; return how many records remain undelivered."""
-        return self.sender.flush(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Deliver what can be delivered within ``timeout_s``, stop, and return the records left.
