@@ -4,11 +4,13 @@ The logger runs with its default settings (batching on, batch size 50, a
 100,000-record queue) in front of two backends: a storage that drops every
 batch (the logger's own cost) and SQLite in a fresh file. Per backend:
 
-* calls/s and mean µs per call over the loop (wall clock on the caller's
-  thread, so time the batch worker holds the GIL counts against us), and the
-  caller thread's own CPU time per call (``time.thread_time``);
-* p50 / p99 of single calls, timed one by one in a second loop;
-* stored/s end to end: the calls plus ``flush()`` until it returns.
+* a burst of 50,000 calls (half the queue, so the caller never waits for
+  room): calls/s and mean µs per call (wall clock on the caller's thread, so
+  time the batch worker holds the GIL counts against us), and the caller
+  thread's own CPU time per call (``time.thread_time``);
+* p50 / p99 of single calls, timed one by one in a second burst;
+* sustained: 300,000 calls, more than the queue holds, so the caller is
+  paced by the storage; and stored/s end to end, until ``flush()`` returns.
 
 The call is the spec's: prompt, response, model, latency, token_usage with
 prompt / completion / total, user_id. A third run passes token_usage without
@@ -82,7 +84,7 @@ class NullStorage:
         """Nothing to release."""
 
 
-def _measure(storage: Any, n: int, usage: dict[str, int]) -> dict[str, float]:
+def _measure(storage: Any, burst: int, sustained: int, usage: dict[str, int]) -> dict[str, float]:
     from rlhfkit import RLHFConfig, RLHFLogger
 
     logger = RLHFLogger(RLHFConfig(), storage=storage)
@@ -93,28 +95,38 @@ def _measure(storage: Any, n: int, usage: dict[str, int]) -> dict[str, float]:
         log(prompt, response, model="gpt-4o", latency=812.5, token_usage=usage, user_id="user-1")
     logger.flush()
 
+    # A burst shorter than the queue: the caller's own cost (the worker runs alongside, sharing the GIL).
     cpu0, start = time.thread_time(), time.perf_counter()
-    for _ in range(n):
+    for _ in range(burst):
         log(prompt, response, model="gpt-4o", latency=812.5, token_usage=usage, user_id="user-1")
-    loop = time.perf_counter() - start
-    cpu = time.thread_time() - cpu0
-    remaining = logger.flush()
-    total = time.perf_counter() - start
+    burst_s = time.perf_counter() - start
+    burst_cpu = time.thread_time() - cpu0
+    logger.flush()
 
     samples = []
     clock = time.perf_counter_ns
-    for _ in range(min(n, 100_000)):
+    for _ in range(burst):
         t0 = clock()
         log(prompt, response, model="gpt-4o", latency=812.5, token_usage=usage, user_id="user-1")
         samples.append(clock() - t0)
+    logger.flush()
+
+    # Sustained: more calls than the queue holds, so the caller ends up paced by the storage.
+    start = time.perf_counter()
+    for _ in range(sustained):
+        log(prompt, response, model="gpt-4o", latency=812.5, token_usage=usage, user_id="user-1")
+    loop = time.perf_counter() - start
+    remaining = logger.flush()
+    total = time.perf_counter() - start
     logger.close()
     return {
-        "calls_per_s": n / loop,
-        "us_per_call": loop / n * 1e6,
-        "cpu_us_per_call": cpu / n * 1e6,
+        "calls_per_s": burst / burst_s,
+        "us_per_call": burst_s / burst * 1e6,
+        "cpu_us_per_call": burst_cpu / burst * 1e6,
         "p50_us": percentile(samples, 0.5) / 1000,
         "p99_us": percentile(samples, 0.99) / 1000,
-        "stored_per_s": n / total,
+        "sustained_calls_per_s": sustained / loop,
+        "stored_per_s": sustained / total,
         "remaining": remaining,
     }
 
@@ -127,7 +139,7 @@ def run(quick: bool = False) -> list[Result]:
     """Measure with a null storage, then SQLite."""
     from rlhfkit.storage.sql import SQLStorage
 
-    n = 30_000 if quick else 300_000
+    burst, sustained = (20_000, 30_000) if quick else (50_000, 300_000)
     results = []
     with tempfile.TemporaryDirectory(prefix="rlhfkit-bench-") as tmp:
         for label, storage, usage in (
@@ -135,13 +147,18 @@ def run(quick: bool = False) -> list[Result]:
             ("SQLite", SQLStorage(f"sqlite:///{Path(tmp) / 'logger.db'}"), _USAGE),
             ("null storage, usage without total", NullStorage(), {"prompt": 12, "completion": 48}),
         ):
-            m = _measure(storage, n, usage)
-            note = f"{n:,} calls; CPU {m['cpu_us_per_call']:.2f} µs/call; p50 {m['p50_us']:.2f} µs, p99 {m['p99_us']:.1f} µs"
+            m = _measure(storage, burst, sustained, usage)
+            note = (f"burst of {burst:,} calls; caller CPU {m['cpu_us_per_call']:.2f} µs/call; single calls p50 "
+                    f"{m['p50_us']:.2f} µs, p99 {m['p99_us']:.1f} µs")
             results += [
                 Result(NAME, f"calls/s on the caller's thread ({label})", m["calls_per_s"], "calls/s",
                        "≥ 200,000", m["calls_per_s"] >= 200_000, note, m),
                 Result(NAME, f"µs per call ({label})", m["us_per_call"], "µs", "≤ 5", m["us_per_call"] <= 5),
+                Result(NAME, f"sustained calls/s, {sustained:,} calls ({label})", m["sustained_calls_per_s"], "calls/s",
+                       note="more calls than the 100,000-record queue holds: paced by the storage"
+                       if sustained > 100_000 else "within the queue"),
                 Result(NAME, f"stored/s until flush returns ({label})", m["stored_per_s"], "rec/s",
-                       note="end to end" + (f"; {m['remaining']} left after flush" if m["remaining"] else "")),
+                       note=f"{sustained:,} calls, end to end"
+                       + (f"; {m['remaining']} left after flush" if m["remaining"] else "")),
             ]  # fmt: skip
     return results
