@@ -165,14 +165,40 @@ def flat_interaction_row(interaction: Interaction, feedback: list[Feedback]) -> 
         "thumbs_up": sum(1 for v in binary if v == "thumbs_up"),
         "thumbs_down": sum(1 for v in binary if v == "thumbs_down"),
         "average_rating": sum(ratings) / len(ratings) if ratings else None,
-        "context": json.dumps([m.model_dump(mode="json") for m in interaction.context], ensure_ascii=False),
-        "metadata": json.dumps(interaction.metadata, ensure_ascii=False, default=str),
-        "feedback": json.dumps([f.model_dump(mode="json") for f in feedback], ensure_ascii=False),
+        "context": _compact([m.model_dump(mode="json") for m in interaction.context]),
+        "metadata": _compact(interaction.metadata),
+        "feedback": _compact([f.model_dump(mode="json", exclude=_DERIVED) for f in feedback]),
     }
+
+
+_DERIVED = {"data": {"weighted_score"}}
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _flat_row(interaction: Interaction | None, feedback: list[Feedback]) -> dict[str, Any]:
     return flat_feedback_row(feedback[0]) if interaction is None else flat_interaction_row(interaction, feedback)
+
+
+def _flat_pages(
+    storage: Storage,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    include_interactions: bool,
+    include_feedback: bool,
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Pages of flat rows as tuples in column order; SQLite interactions take the fast path."""
+    if include_interactions and getattr(storage, "dialect", None) == "sqlite" and hasattr(storage, "engine"):
+        from ._export_sqlite import sqlite_flat_interactions
+
+        yield from sqlite_flat_interactions(storage, start_time, end_time, include_feedback)
+        return
+    columns = INTERACTION_COLUMNS if include_interactions else FEEDBACK_COLUMNS
+    for chunk in _records(storage, start_time, end_time, include_interactions, include_feedback):
+        rows = [_flat_row(interaction, feedback) for interaction, feedback in chunk]
+        yield [tuple(row[c] for c in columns) for row in rows]
 
 
 def _csv_safe(value: Any) -> Any:
@@ -184,25 +210,25 @@ def _csv_safe(value: Any) -> Any:
 # --------------------------------------------------------------------------- encoders
 
 
-def _encode_text(
-    chunks: Iterable[list[tuple[Interaction | None, list[Feedback]]]], fmt: ExportFormat, columns: list[str]
+def _encode_csv(pages: Iterable[list[tuple[Any, ...]]], columns: list[str]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(columns)
+    yield buffer.getvalue().encode()
+    for page in pages:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for row in page:
+            writer.writerow([_csv_safe(value) for value in row])
+        yield buffer.getvalue().encode()
+
+
+def _encode_json(
+    chunks: Iterable[list[tuple[Interaction | None, list[Feedback]]]], fmt: ExportFormat
 ) -> Iterator[bytes]:
     first = True
     if fmt is ExportFormat.JSON:
         yield b"["
-    elif fmt is ExportFormat.CSV:
-        buffer = io.StringIO()
-        csv.writer(buffer).writerow(columns)
-        yield buffer.getvalue().encode()
     for chunk in chunks:
-        if fmt is ExportFormat.CSV:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            for interaction, feedback in chunk:
-                row = _flat_row(interaction, feedback)
-                writer.writerow([_csv_safe(row[c]) for c in columns])
-            yield buffer.getvalue().encode()
-            continue
         parts = []
         for interaction, feedback in chunk:
             text = json.dumps(_nested_row(interaction, feedback), ensure_ascii=False, default=str)
@@ -229,16 +255,14 @@ def _parquet_schema(columns: list[str]) -> Any:
     return pa.schema(fields)
 
 
-def _write_parquet(
-    chunks: Iterable[list[tuple[Interaction | None, list[Feedback]]]], columns: list[str], sink: str | BinaryIO
-) -> None:
+def _write_parquet(pages: Iterable[list[tuple[Any, ...]]], columns: list[str], sink: str | BinaryIO) -> None:
     pa = require("pyarrow", "parquet")
     pq = require("pyarrow.parquet", "parquet")
     schema = _parquet_schema(columns)
     with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-        for chunk in chunks:
-            rows = [_flat_row(interaction, feedback) for interaction, feedback in chunk]
-            arrays = [pa.array([row[c] for row in rows], type=schema.field(c).type) for c in columns]
+        for page in pages:
+            values = list(zip(*page, strict=True)) if page else [() for _ in columns]
+            arrays = [pa.array(column, type=schema.field(name).type) for name, column in zip(columns, values, strict=True)]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
@@ -263,12 +287,15 @@ def export_stream(
     if not include_interactions and not include_feedback:
         raise ValidationError("include_feedback", "nothing to export: include interactions, feedback or both")
     columns = INTERACTION_COLUMNS if include_interactions else FEEDBACK_COLUMNS
-    chunks = _records(storage, start_time, end_time, include_interactions, include_feedback)
-    if fmt is not ExportFormat.PARQUET:
-        yield from _encode_text(chunks, fmt, columns)
+    if fmt in (ExportFormat.JSON, ExportFormat.JSONL):
+        yield from _encode_json(_records(storage, start_time, end_time, include_interactions, include_feedback), fmt)
+        return
+    pages = _flat_pages(storage, start_time, end_time, include_interactions, include_feedback)
+    if fmt is ExportFormat.CSV:
+        yield from _encode_csv(pages, columns)
         return
     with tempfile.TemporaryFile() as spool:
-        _write_parquet(chunks, columns, spool)
+        _write_parquet(pages, columns, spool)
         spool.seek(0)
         while block := spool.read(1 << 20):
             yield block
@@ -298,7 +325,7 @@ def export_records(
         if fmt is ExportFormat.PARQUET:
             columns = INTERACTION_COLUMNS if include_interactions else FEEDBACK_COLUMNS
             _write_parquet(
-                _records(storage, start_time, end_time, include_interactions, include_feedback), columns, str(target)
+                _flat_pages(storage, start_time, end_time, include_interactions, include_feedback), columns, str(target)
             )
         else:
             with target.open("wb") as out:

@@ -24,6 +24,7 @@ from rlhfkit import (
     ExportFormat,
     FeedbackFilter,
     FeedbackType,
+    InteractionFilter,
     RecordBatch,
     RLHFConfig,
     RLHFLogger,
@@ -715,3 +716,32 @@ def test_backend_config_accepts_the_spec_camel_case_keys(tmp_path: Path) -> None
     with create_rlhf_logger(backend=StorageBackend.LOCAL, backend_config=settings) as logger:
         logger.log_interaction("p", "r")
     assert list((tmp_path / "camel").rglob("interactions*.jsonl"))
+
+
+def test_sqlite_flat_export_fast_path_matches_the_record_path(tmp_path: Path) -> None:
+    """CSV and Parquet rows read straight from SQLite equal those built from the stored records."""
+    import pyarrow.parquet as pq
+
+    from rlhfkit._export import export_records
+    from rlhfkit.storage.sql import SQLStorage
+
+    settings = backend_settings("sqlite", tmp_path)
+    with create_rlhf_logger(**settings) as logger:
+        a = logger.log_interaction("p1", "=a", model="x", token_usage={"prompt": 2, "completion": 3},
+                                   context=[{"role": "system", "content": "be brief"}], metadata={"k": [1, "é"]})
+        b = logger.log_interaction("p1", "b", model="y", latency=12.5)
+        logger.log_interaction("p2", "c")
+        logger.log_binary_feedback(a, True, metadata={"m": 1})
+        logger.log_rating(a, 4, "ok", user_id="u")
+        logger.log_rating(a, 8, max_rating=10)
+        logger.log_multi_dimensional_feedback(b, {"x": 4, "y": 2}, weights={"x": 1, "y": 1})
+        logger.log_comparative_feedback(a, [b], reason="better", confidence=0.5)
+    storage = SQLStorage(f"sqlite:///{tmp_path / 'rlhf.db'}")
+    fast = pq.read_table(io.BytesIO(export_records(storage, "parquet"))).to_pylist()  # type: ignore[arg-type]
+    memory = MemoryStorage()
+    memory.write(RecordBatch(interactions=list(storage.iter_interactions(InteractionFilter())),
+                             feedback=list(storage.iter_feedback(FeedbackFilter()))))  # fmt: skip
+    slow = pq.read_table(io.BytesIO(export_records(memory, "parquet"))).to_pylist()  # type: ignore[arg-type]
+    assert len(fast) == 3 and fast == slow
+    assert fast[0]["thumbs_up"] == 1 and fast[0]["average_rating"] == pytest.approx(4.0)
+    assert export_records(storage, "csv") == export_records(memory, "csv")
