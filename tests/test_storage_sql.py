@@ -100,7 +100,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
     storage = SQLStorage(f"sqlite:///{tmp_path / 'new.db'}")
-    assert storage.upgrade() == [1, 2, 3, 4, 5]
+    assert storage.upgrade() == [1, 2, 3, 4, 5, 6]
     assert storage.upgrade() == []
     assert sorted(sa.inspect(storage.engine).get_table_names()) == sorted(EXPECTED_SCHEMA)
     tables, indexes = _schema(storage)
@@ -110,6 +110,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
         rows = connection.exec_driver_sql("SELECT version, name FROM schema_migrations").all()
     assert rows == [
         (1, "initial"), (2, "stats_tables"), (3, "target_times"), (4, "unbounded_strings"), (5, "target_feedback_index"),
+        (6, "id_collation"),
     ]  # fmt: skip
     storage.close()
 
@@ -318,7 +319,7 @@ def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
             connection.exec_driver_sql(statement)
     storage.close()
     upgraded = SQLStorage(url)
-    assert upgraded.upgrade() == [2, 3, 4, 5]
+    assert upgraded.upgrade() == [2, 3, 4, 5, 6]
     tables, indexes = _schema(upgraded)
     assert tables == EXPECTED_SCHEMA and indexes == EXPECTED_INDEXES
     assert upgraded.feedback_stats() == expected

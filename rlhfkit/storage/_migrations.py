@@ -25,6 +25,7 @@ __all__ = [
     "m002_stats_tables", "m003_target_times",
     "m004_unbounded_strings",
     "m005_target_feedback_index",
+    "m006_id_collation",
     "upgrade",
 ]
 
@@ -130,12 +131,23 @@ def m005_target_feedback_index(connection: Any) -> None:
             index.create(connection)
 
 
+def m006_id_collation(connection: Any) -> None:
+    """On PostgreSQL, compare the id columns of feedback and feedback_targets with collation "C" like
+    interactions.id, so joins between them use the indexes (a mismatch forced a sort of every target)."""
+    if connection.dialect.name != "postgresql":
+        return
+    for table, column in (("feedback", "interaction_id"), ("feedback_targets", "feedback_id"),
+                          ("feedback_targets", "interaction_id")):  # fmt: skip
+        connection.execute(sa.text(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE VARCHAR COLLATE "C"'))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (1, "initial", m001_initial),
     (2, "stats_tables", m002_stats_tables),
     (3, "target_times", m003_target_times),
     (4, "unbounded_strings", m004_unbounded_strings),
     (5, "target_feedback_index", m005_target_feedback_index),
+    (6, "id_collation", m006_id_collation),
 ]
 """(version, name, function), in the order they run."""
 
