@@ -97,6 +97,8 @@ class ChildRun:
     wall_s: float
     peak_rss_mb: float
     timed_out: bool = False
+    anon_mb: float | None = None
+    file_mb: float | None = None
 
 
 def run_child(module: str, func: str, kwargs: dict[str, Any] | None = None, timeout_s: float = 900.0) -> ChildRun:
@@ -141,7 +143,11 @@ def run_child(module: str, func: str, kwargs: dict[str, Any] | None = None, time
         raise RuntimeError(f"child bench.{module}.{func} exited with {process.returncode}: {output[-500:]}")
     lines = [line for line in output.splitlines() if line.strip()]
     peak = next((float(line.split()[1]) for line in reversed(lines) if line.startswith("VMHWM_MB ")), polled[0])
-    return ChildRun(result=json.loads(lines[-1]) if lines else None, wall_s=wall, peak_rss_mb=peak)
+    parts = next((line.split()[1:] for line in reversed(lines) if line.startswith("RSS_PARTS_MB ")), None)
+    return ChildRun(
+        result=json.loads(lines[-1]) if lines else None, wall_s=wall, peak_rss_mb=peak,
+        anon_mb=float(parts[0]) if parts else None, file_mb=float(parts[1]) if parts else None,
+    )  # fmt: skip
 
 
 def machine() -> dict[str, Any]:

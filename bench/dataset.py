@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from ._common import Result, run_child
+from .export import _parts
 
 NAME = "dataset"
 TITLE = "preference dataset from 1M interactions + 1M feedback in SQLite (targets ≤ 30 s, ≤ 1 GB)"
@@ -64,5 +65,5 @@ def run(quick: bool = False) -> list[Result]:
     return [
         Result(NAME, "preference dataset time", seconds, "s", "≤ 30", seconds <= 30, note),
         Result(NAME, "preference dataset peak RSS", child.peak_rss_mb, "MB", "≤ 1,024", child.peak_rss_mb <= 1024,
-               "child process"),
+               f"child process (VmHWM){_parts(child)}"),
     ]  # fmt: skip
