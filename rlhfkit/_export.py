@@ -190,7 +190,7 @@ def _flat_pages(
     include_feedback: bool,
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Pages of flat rows as tuples in column order; SQLite interactions take the fast path."""
-    if include_interactions and getattr(storage, "dialect", None) == "sqlite" and hasattr(storage, "engine"):
+    if include_interactions and getattr(storage, "dialect", None) == "sqlite" and hasattr(storage, "scan_connection"):
         from ._export_sqlite import sqlite_flat_interactions
 
         yield from sqlite_flat_interactions(storage, start_time, end_time, include_feedback)

@@ -65,9 +65,8 @@ def sqlite_flat_interactions(
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Pages of flat interaction rows (tuples in INTERACTION_COLUMNS order), in id order."""
     start, end = _micros(start_time, -(2**62)), _micros(end_time, 2**62)
-    connection = storage.engine.raw_connection()
-    try:
-        cursor = connection.cursor()
+    with storage.scan_connection() as connection:
+        cursor = connection.connection.cursor()
         after = ""
         while True:
             rows = cursor.execute(_INTERACTIONS, (storage.project, after, start, end, _PAGE)).fetchall()
@@ -78,8 +77,6 @@ def sqlite_flat_interactions(
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]
-    finally:
-        connection.close()
 
 
 def _feedback_summaries(cursor: Any, project: str, ids: list[str]) -> dict[str, tuple[Any, ...]]:

@@ -15,7 +15,6 @@ named tuples instead of validated models:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -82,24 +81,9 @@ def _context(messages: Sequence[Any]) -> list[tuple[str, str]]:
     return out
 
 
-@contextlib.contextmanager
-def _reading(storage: Any) -> Iterator[Any]:
-    """A connection of ``storage`` for a long scan.
-
-    On SQLite, memory-mapped I/O is turned off for the scan (and restored
-    after): a scan touches the whole file, and mapped pages would count in the
-    process's resident memory, up to the mmap size.
-    """
-    with storage._connect() as connection:
-        if storage.dialect != "sqlite":
-            yield connection
-            return
-        previous = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
-        connection.exec_driver_sql("PRAGMA mmap_size = 0")
-        try:
-            yield connection
-        finally:
-            connection.exec_driver_sql(f"PRAGMA mmap_size = {int(previous or 0)}")
+def _reading(storage: Any) -> Any:
+    """A connection of ``storage`` for a long scan (see ``SQLStorage.scan_connection``)."""
+    return storage.scan_connection()
 
 
 def _sql_storage(storage: Storage) -> bool:

@@ -161,6 +161,25 @@ class SQLStorage:
             with connection.begin():
                 yield connection
 
+    @contextlib.contextmanager
+    def scan_connection(self) -> Iterator[Any]:
+        """A connection for a long read of many rows (exports, dataset builds), in one transaction.
+
+        On SQLite, memory-mapped I/O is turned off for the scan (and restored
+        after): a scan touches the whole file, and mapped pages would count in
+        the process's resident memory, up to the mmap size.
+        """
+        with self._connect() as connection:
+            if self.dialect != "sqlite":
+                yield connection
+                return
+            previous = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
+            connection.exec_driver_sql("PRAGMA mmap_size = 0")
+            try:
+                yield connection
+            finally:
+                connection.exec_driver_sql(f"PRAGMA mmap_size = {int(previous or 0)}")
+
     # ------------------------------------------------------------------ writes
 
     def write(self, batch: RecordBatch) -> None:
