@@ -192,7 +192,7 @@ class RLHFLogger:
             and not (context or model_params or timestamp)
             and (model is None or type(model) is str)
             and (latency is None or (type(latency) in _NUMBERS and 0 <= latency < _INF))
-            and (token_usage is None or _is_plain_usage(token_usage))
+            and (token_usage is None or (usage := _plain_usage(token_usage)) is not None)
             and (user_id is None or type(user_id) is str)
             and (session_id is None or type(session_id) is str)
             and len(record_id) <= 200
@@ -201,8 +201,8 @@ class RLHFLogger:
             # Checked by hand, a few µs cheaper than pydantic; the worker builds the model.
             return self._accept_plain({
                 "id": record_id, "prompt": prompt, "response": response, "model": model, "latency": latency,
-                "token_usage": token_usage, "user_id": user_id, "session_id": session_id, "metadata": meta,
-                "timestamp": utc_now(),
+                "token_usage": None if token_usage is None else usage,
+                "user_id": user_id, "session_id": session_id, "metadata": meta, "timestamp": utc_now(),
             })  # fmt: skip
         fields: dict[str, Any] = {
             "id": record_id, "prompt": prompt, "response": response, "model": model, "latency": latency,
@@ -568,14 +568,16 @@ _INF = float("inf")
 _PLAIN_USAGE_KEYS = frozenset({"prompt", "completion", "total"})
 
 
-def _is_plain_usage(usage: Any) -> bool:
-    """True for a token_usage dict that surely validates as given (total included)."""
-    if type(usage) is not dict or not _PLAIN_USAGE_KEYS.issuperset(usage) or not usage.get("total"):
-        return False
+def _plain_usage(usage: Any) -> dict[str, int] | None:
+    """A token_usage dict of non-negative ints, with ``total`` filled in as the model would; else None."""
+    if type(usage) is not dict or not _PLAIN_USAGE_KEYS.issuperset(usage):
+        return None
     for value in usage.values():
         if type(value) is not int or value < 0:
-            return False
-    return True
+            return None
+    if usage.get("total"):
+        return usage
+    return {**usage, "total": usage.get("prompt", 0) + usage.get("completion", 0)}
 
 
 def _accepts_timeout(func: Callable[..., Any]) -> bool:
