@@ -62,9 +62,7 @@ def _stream_method(inst: RLHFInstrumentation, orig: Callable[..., Any]) -> Calla
                     try:
                         raw = await api_request
                     except BaseException as exc:
-                        current_call.reset(token)
-                        call.error = exc
-                        call.finish("error")
+                        call.fail(exc, token)
                         raise
                     current_call.reset(token)
                     try:
@@ -82,9 +80,7 @@ def _stream_method(inst: RLHFInstrumentation, orig: Callable[..., Any]) -> Calla
                     try:
                         raw = api_request()
                     except BaseException as exc:
-                        current_call.reset(token)
-                        call.error = exc
-                        call.finish("error")
+                        call.fail(exc, token)
                         raise
                     current_call.reset(token)
                     try:

@@ -99,6 +99,12 @@ class Call:
         self.wall = time.time()
         self.t0 = perf_counter()
 
+    def fail(self, exc: BaseException, token: contextvars.Token[Call | None]) -> None:
+        """The SDK call raised ``exc``: leave the call's context and record it as an error."""
+        current_call.reset(token)
+        self.error = exc
+        self.finish("error")
+
     def finish(self, end: str) -> None:
         """Hand the call to the worker, once; later calls do nothing."""
         if self.done:

@@ -163,9 +163,7 @@ def sync_method(
         try:
             result = orig(*args, **kwargs)
         except BaseException as exc:
-            current_call.reset(token)
-            call.error = exc
-            call.finish("error")
+            call.fail(exc, token)
             raise
         current_call.reset(token)
         observe(call, result, types)
@@ -194,9 +192,7 @@ def async_method(
         try:
             result = await orig(*args, **kwargs)
         except BaseException as exc:
-            current_call.reset(token)
-            call.error = exc
-            call.finish("error")
+            call.fail(exc, token)
             raise
         current_call.reset(token)
         observe(call, result, types)
