@@ -25,7 +25,8 @@ def free_port() -> int:
 def postgres_dsn_or_fail() -> str:
     """RLHFKIT_TEST_POSTGRES_DSN (default: the local test database), checked for reachability.
 
-    Under CI=true an unreachable PostgreSQL fails the test; elsewhere it skips it.
+    An unreachable PostgreSQL fails the test (CI=true or not): `make test`
+    starts the local server, and the message says how to start it by hand.
     """
     dsn = os.environ.get("RLHFKIT_TEST_POSTGRES_DSN", DEFAULT_POSTGRES_DSN)
     try:
@@ -34,10 +35,10 @@ def postgres_dsn_or_fail() -> str:
         with psycopg.connect(dsn, connect_timeout=5):
             pass
     except Exception as exc:  # any failure means "not reachable"
-        message = f"PostgreSQL at {dsn} is not reachable: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(
+            f"PostgreSQL at {dsn} is not reachable ({exc}). Start it with `make services` "
+            "or set RLHFKIT_TEST_POSTGRES_DSN to a reachable database."
+        )
     return dsn
 
 
