@@ -120,7 +120,7 @@ def _feedback_row(fb: Feedback, with_data: bool) -> FeedbackRow:
 
 
 def _sql_feedback(storage: Any, flt: FeedbackFilter, with_data: bool) -> Iterator[FeedbackRow]:
-    from ..storage._sql_rows import feedback_conditions
+    from ..storage._sql_filters import feedback_conditions
     from ..storage._sql_schema import feedback as f
     from ..storage._sql_schema import sa
 

@@ -1,4 +1,4 @@
-"""Records to SQL rows and back, and filters to SQL conditions.
+"""Records to SQL rows and back (filters to SQL conditions live in :mod:`._sql_filters`).
 
 Rows are plain tuples in the column order of :data:`INTERACTION_COLUMNS` etc.,
 built with one JSON serialisation per record (pydantic-core's, in Rust), so
@@ -16,11 +16,8 @@ from .._models import (
     BinaryFeedback,
     ComparativeData,
     Feedback,
-    FeedbackFilter,
     FeedbackSession,
-    FeedbackType,
     Interaction,
-    InteractionFilter,
     MultiDimensionalData,
     RatingData,
     TextData,
@@ -219,108 +216,3 @@ def row_to_session(row: Any, interaction_ids: list[str], feedback_ids: list[str]
             "metadata": _json(row["metadata"]),
         }
     )
-
-
-# --------------------------------------------------------------------------- filters
-
-
-def feedback_model(project: str) -> Any:
-    """The model of a feedback's interaction: the stored copy, else a lookup."""
-    i, f = schema.interactions, schema.feedback
-    lookup = (
-        sa.select(i.c.model).where(i.c.project == project, i.c.id == f.c.interaction_id).scalar_subquery()
-    )
-    return sa.func.coalesce(f.c.model, lookup)
-
-
-def _time_conditions(column: Any, start: Any, end: Any) -> list[Any]:
-    conditions = []
-    if start is not None:
-        conditions.append(column >= to_micros(start))
-    if end is not None:
-        conditions.append(column < to_micros(end))
-    return conditions
-
-
-def _has_matching_feedback(project: str, match: list[Any]) -> Any:
-    """An interaction has a feedback (direct, or a comparison it is in) meeting every ``match`` condition.
-
-    The matching ids are selected once (an uncorrelated IN): a correlated EXISTS
-    made SQLite scan every feedback of the type for each interaction row.
-    """
-    i, f, t = schema.interactions, schema.feedback, schema.feedback_targets
-    joined = t.join(f, sa.and_(f.c.project == t.c.project, f.c.id == t.c.feedback_id))
-    return i.c.id.in_(sa.select(t.c.interaction_id).select_from(joined).where(t.c.project == project, *match))
-
-
-def interaction_conditions(project: str, flt: InteractionFilter) -> list[Any]:
-    """SQL conditions for every non-paging field of an interaction filter."""
-    i, f, t = schema.interactions, schema.feedback, schema.feedback_targets
-    conds: list[Any] = [i.c.project == project, *_time_conditions(i.c.timestamp, flt.start_time, flt.end_time)]
-    if flt.ids is not None:
-        conds.append(i.c.id.in_(flt.ids))
-    if flt.user_id is not None:
-        conds.append(i.c.user_id == flt.user_id)
-    if flt.session_id is not None:
-        conds.append(i.c.session_id == flt.session_id)
-    if flt.models is not None:
-        conds.append(i.c.model.in_(flt.models))
-    if flt.provider is not None:
-        conds.append(i.c.provider == flt.provider)
-    if flt.errors_only:
-        conds.append(i.c.has_error.is_(True))
-    if flt.search is not None:
-        conds.append(
-            sa.or_(i.c.prompt.icontains(flt.search, autoescape=True), i.c.response.icontains(flt.search, autoescape=True))
-        )
-    targeted = sa.and_(t.c.project == project, t.c.interaction_id == i.c.id)
-    if flt.has_feedback is not None:
-        exists = sa.select(sa.literal(1)).where(targeted).exists()
-        conds.append(exists if flt.has_feedback else ~exists)
-    feedback_match: list[Any] = []
-    if flt.feedback_types is not None:
-        feedback_match.append(f.c.type.in_([FeedbackType(x).value for x in flt.feedback_types]))
-    if flt.min_rating is not None or flt.max_rating is not None:
-        feedback_match.append(f.c.type == FeedbackType.RATING.value)
-        if flt.min_rating is not None:
-            feedback_match.append(f.c.rating_value >= flt.min_rating)
-        if flt.max_rating is not None:
-            feedback_match.append(f.c.rating_value <= flt.max_rating)
-    if feedback_match:
-        conds.append(_has_matching_feedback(project, feedback_match))
-    return conds
-
-
-def feedback_conditions(project: str, flt: FeedbackFilter) -> list[Any]:
-    """SQL conditions for every non-paging field of a feedback filter."""
-    f, t = schema.feedback, schema.feedback_targets
-    conds: list[Any] = [f.c.project == project, *_time_conditions(f.c.timestamp, flt.start_time, flt.end_time)]
-    if flt.ids is not None:
-        conds.append(f.c.id.in_(flt.ids))
-    if flt.interaction_ids is not None:
-        conds.append(
-            f.c.id.in_(
-                sa.select(t.c.feedback_id).where(t.c.project == project, t.c.interaction_id.in_(flt.interaction_ids))
-            )
-        )
-    if flt.types is not None:
-        conds.append(f.c.type.in_([FeedbackType(x).value for x in flt.types]))
-    if flt.user_id is not None:
-        conds.append(f.c.user_id == flt.user_id)
-    if flt.session_id is not None:
-        conds.append(f.c.session_id == flt.session_id)
-    if flt.source is not None:
-        conds.append(f.c.source == flt.source)
-    if flt.sentiment is not None:
-        conds.append(sa.and_(f.c.type == FeedbackType.TEXT.value, f.c.sentiment == flt.sentiment.value))
-    if flt.min_rating is not None or flt.max_rating is not None:
-        in_bounds = [f.c.type == FeedbackType.RATING.value]
-        if flt.min_rating is not None:
-            in_bounds.append(f.c.rating_value >= flt.min_rating)
-        if flt.max_rating is not None:
-            in_bounds.append(f.c.rating_value <= flt.max_rating)
-        # Feedback without a rating passes only when the caller named the types it wants.
-        conds.append(sa.and_(*in_bounds) if flt.types is None else sa.or_(f.c.type != "rating", sa.and_(*in_bounds)))
-    if flt.model is not None:
-        conds.append(feedback_model(project) == flt.model)
-    return conds

@@ -27,7 +27,7 @@ from .._models import (
 from ..analytics._stats import UNKNOWN_MODEL, rating_bucket
 from ..errors import ValidationError
 from . import _sql_schema as schema
-from ._sql_rows import feedback_model
+from ._sql_filters import feedback_model
 from ._sql_schema import from_micros, to_micros
 
 __all__ = ["feedback_stats", "timeseries"]

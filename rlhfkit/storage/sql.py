@@ -314,7 +314,8 @@ class SQLStorage:
 
     def iter_interactions(self, filter: InteractionFilter) -> Iterator[Interaction]:
         """Interactions matching ``filter`` in id order, read 1,000 at a time."""
-        from ._sql_rows import interaction_conditions, row_to_interaction
+        from ._sql_filters import interaction_conditions
+        from ._sql_rows import row_to_interaction
         from ._sql_schema import interactions
 
         def convert(connection: Any, rows: list[Any]) -> list[Interaction]:
@@ -325,7 +326,8 @@ class SQLStorage:
 
     def iter_feedback(self, filter: FeedbackFilter) -> Iterator[Feedback]:
         """Feedback matching ``filter`` in id order, read 1,000 at a time."""
-        from ._sql_rows import feedback_conditions, row_to_feedback
+        from ._sql_filters import feedback_conditions
+        from ._sql_rows import row_to_feedback
         from ._sql_schema import feedback
 
         def convert(_connection: Any, rows: list[Any]) -> list[Feedback]:
@@ -335,7 +337,7 @@ class SQLStorage:
 
     def count_interactions(self, filter: InteractionFilter | None = None) -> int:
         """How many interactions match ``filter`` (its limit, offset and after_id are ignored)."""
-        from ._sql_rows import interaction_conditions, sa
+        from ._sql_filters import interaction_conditions, sa
         from ._sql_schema import interactions
 
         conditions = interaction_conditions(self.project, filter or InteractionFilter())
@@ -346,7 +348,7 @@ class SQLStorage:
 
     def count_feedback(self, filter: FeedbackFilter | None = None) -> int:
         """How many feedback records match ``filter`` (its limit, offset and after_id are ignored)."""
-        from ._sql_rows import feedback_conditions, sa
+        from ._sql_filters import feedback_conditions, sa
         from ._sql_schema import feedback
 
         conditions = feedback_conditions(self.project, filter or FeedbackFilter())

@@ -166,7 +166,7 @@ def sql_page(
     ``before`` / ``after`` are ``(microseconds, id)`` cursors; an empty id
     stands for "the whole of that microsecond" (where a walk stopped).
     """
-    from ...storage._sql_rows import interaction_conditions, sa
+    from ...storage._sql_filters import interaction_conditions, sa
     from ...storage._sql_schema import feedback_targets as t
     from ...storage._sql_schema import interactions as i
 
