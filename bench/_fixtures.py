@@ -226,7 +226,14 @@ _rebuilt: set[Path] = set()
 
 
 def sqlite_fixture(n_interactions: int, n_feedback: int, log: Any = print) -> Path:
-    """The path of a cached SQLite database with these counts, built on first use."""
+    """The path of a cached SQLite database with these counts, built on first use.
+
+    ``RLHFKIT_BENCH_SQLITE_FIXTURE`` names a ready database to use instead
+    (a private copy, say, upgraded with ``rlhfkit db upgrade``).
+    """
+    override = os.environ.get("RLHFKIT_BENCH_SQLITE_FIXTURE")
+    if override:
+        return Path(override)
     path = cache_dir() / f"sqlite-{n_interactions}-{n_feedback}-{schema_key()}.db"
     if path.exists() and (not REBUILD or path in _rebuilt):
         return path
