@@ -2,8 +2,8 @@
 
 The collector (``create_app(db_url)``) runs under uvicorn in its own process
 with one worker, on a fresh SQLite file and on a fresh PostgreSQL schema.
-The load generator is this process: a few threads, each with its own
-``httpx.Client``, posting batches of 100 interactions (rlhfkit's JSON shape,
+The load generator is this process: a few threads, each with its own kept-alive
+``http.client`` connection, posting batches of 100 interactions (rlhfkit's JSON shape,
 bodies serialised beforehand; the server assigns ids) to
 ``/v1/interactions/batch`` with a Bearer API key, back to back. Rate =
 interactions acknowledged / wall time; latency is per request, client side.
@@ -11,6 +11,7 @@ interactions acknowledged / wall time; latency is per request, client side.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._common import ROOT, Result, percentile
 
@@ -89,9 +91,14 @@ def _bodies(count: int) -> list[bytes]:
 
 
 def load(url: str, key: str, bodies: list[bytes], batches: int, clients: int = CLIENTS) -> dict[str, Any]:
-    """Post ``batches`` bodies from ``clients`` threads; rate, latencies and failures."""
-    import httpx
+    """Post ``batches`` bodies from ``clients`` threads; rate, latencies and failures.
 
+    Each thread keeps one ``http.client`` connection open: the generator shares
+    the machine's cores with the collector, so it must spend little CPU per
+    request.
+    """
+    parsed = urlsplit(url)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     latencies: list[float] = []
     failures: list[str] = []
     counter = iter(range(batches))
@@ -99,21 +106,25 @@ def load(url: str, key: str, bodies: list[bytes], batches: int, clients: int = C
     deadline = time.monotonic() + CAP_S
 
     def worker() -> None:
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=60)
+        try:
             while time.monotonic() < deadline:
                 with lock:
                     i = next(counter, None)
                 if i is None:
                     return
                 start = time.perf_counter()
-                response = client.post("/v1/interactions/batch", content=bodies[i % len(bodies)])
+                connection.request("POST", "/v1/interactions/batch", bodies[i % len(bodies)], headers)
+                response = connection.getresponse()
+                status, reply = response.status, response.read()
                 elapsed = time.perf_counter() - start
                 with lock:
-                    if response.status_code == 200:
+                    if status == 200:
                         latencies.append(elapsed)
                     else:
-                        failures.append(f"{response.status_code} {response.text[:200]}")
+                        failures.append(f"{status} {reply[:200].decode(errors='replace')}")
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     start = time.perf_counter()

@@ -18,6 +18,7 @@ import pydantic
 
 from ..errors import NotFoundError, RLHFError, StorageError, ValidationError, from_pydantic, require
 from ..storage.base import Storage
+from ._combine import WriteCombiner
 from ._keys import KeyStore
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ def create_app(
     app.state.storage = storage
     app.state.keys = keys
     app.state.projects = Projects(storage)
+    app.state.combiner = WriteCombiner()
 
     def error(status: int, kind: str, message: str, field: str | None = None) -> Any:
         return JSONResponse({"error": kind, "field": field, "message": message}, status_code=status)

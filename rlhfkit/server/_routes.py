@@ -37,6 +37,7 @@ from .._models import (
 from ..errors import NotFoundError, ValidationError, from_pydantic
 from ..storage.base import Storage
 from ._checks import MAX_TEXT, BodyScan, check_body_values, check_storable, check_text
+from ._combine import WriteCombiner
 from ._ingest import ParsedPaths, parse_batch
 from ._keys import ApiKey
 
@@ -191,7 +192,9 @@ Reader = Annotated[Storage, Depends(_reader)]
 # --------------------------------------------------------------------------- ingest
 
 
-def _store(storage: Storage, batch: RecordBatch, paths: ParsedPaths) -> IngestResult:
+def _store(
+    storage: Storage, batch: RecordBatch, paths: ParsedPaths, combiner: WriteCombiner | None = None
+) -> IngestResult:
     check_storable(batch, paths.interactions, paths.feedback)
     in_batch = {i.id for i in batch.interactions}
     wanted = {t for f in batch.feedback for _, t in _targets(f)} - in_batch
@@ -201,7 +204,10 @@ def _store(storage: Storage, batch: RecordBatch, paths: ParsedPaths) -> IngestRe
             for field, target in _targets(feedback):
                 if target in unknown:
                     raise NotFoundError(f"{where}.{field}".lstrip("."), f"no interaction with id {target!r} in this project")
-    storage.write(batch)
+    if combiner is None:
+        storage.write(batch)
+    else:
+        combiner.write(storage, batch)
     return IngestResult(accepted=len(batch), ids=[i.id for i in batch.interactions] + [f.id for f in batch.feedback])
 
 
@@ -241,10 +247,10 @@ def _fast_batch(body: bytes) -> tuple[RecordBatch, ParsedPaths] | None:
     return batch, paths
 
 
-def _ingest_raw(storage: Storage, body: bytes) -> IngestResult:
+def _ingest_raw(storage: Storage, body: bytes, combiner: WriteCombiner) -> IngestResult:
     fast = _fast_batch(body)
     if fast is not None:
-        return _store(storage, *fast)
+        return _store(storage, *fast, combiner)
     scan = BodyScan()
     try:
         document = scan.loads(body)
@@ -256,7 +262,7 @@ def _ingest_raw(storage: Storage, body: bytes) -> IngestResult:
         check_body_values(document, "")
     payload = BatchPayload.model_validate(document)
     batch, paths = parse_batch(payload.interactions, payload.feedback, payload.sessions, payload.sessionId)
-    return _store(storage, batch, paths)
+    return _store(storage, batch, paths, combiner)
 
 
 def _targets(feedback: Feedback) -> list[tuple[str, str]]:
@@ -327,36 +333,38 @@ def build_router() -> APIRouter:
         # The body is read raw so that the common case (nothing a database
         # would refuse anywhere in it) skips the walk over every value.
         body = await request.body()
-        return await run_in_threadpool(_ingest_raw, storage, body)
+        return await run_in_threadpool(_ingest_raw, storage, body, request.app.state.combiner)
 
     @router.post(
         "/interactions", tags=["ingest"], summary="Ingest one interaction", openapi_extra=_body(_INTERACTION_ITEM)
     )
-    def ingest_interaction(storage: Writer, interaction: Annotated[dict[str, Any], Body()]) -> IngestResult:
+    def ingest_interaction(
+        request: Request, storage: Writer, interaction: Annotated[dict[str, Any], Body()]
+    ) -> IngestResult:
         """Store one interaction (rlhfkit or CapturedInteraction shape); idempotent on its id."""
         check_body_values(interaction, "")
         try:
             batch, paths = parse_batch([interaction])
         except ValidationError as exc:
             raise ValidationError(_unprefix(exc.field, "interactions[0]"), exc.message, exc.value) from None
-        return _store(storage, batch, _strip(paths, "interactions[0]"))
+        return _store(storage, batch, _strip(paths, "interactions[0]"), request.app.state.combiner)
 
     @router.post("/feedback", tags=["ingest"], summary="Ingest one feedback", openapi_extra=_body(_FEEDBACK_ITEM))
-    def ingest_feedback(storage: Writer, feedback: Annotated[dict[str, Any], Body()]) -> IngestResult:
+    def ingest_feedback(request: Request, storage: Writer, feedback: Annotated[dict[str, Any], Body()]) -> IngestResult:
         """Store one feedback of any of the five types; 422 when its interaction is unknown."""
         check_body_values(feedback, "")
         try:
             batch, paths = parse_batch(feedback=[feedback])
         except ValidationError as exc:
             raise ValidationError(_unprefix(exc.field, "feedback[0]"), exc.message, exc.value) from None
-        return _store(storage, batch, _strip(paths, "feedback[0]"))
+        return _store(storage, batch, _strip(paths, "feedback[0]"), request.app.state.combiner)
 
     @router.post("/feedback/batch", tags=["ingest"], summary="Ingest several feedback")
-    def ingest_feedback_batch(payload: FeedbackBatchPayload, storage: Writer) -> IngestResult:
+    def ingest_feedback_batch(request: Request, payload: FeedbackBatchPayload, storage: Writer) -> IngestResult:
         """Store several feedback; refused whole when one is invalid or names an unknown interaction."""
         check_body_values(payload.model_dump(), "")
         batch, paths = parse_batch(feedback=payload.feedback)
-        return _store(storage, batch, paths)
+        return _store(storage, batch, paths, request.app.state.combiner)
 
     @router.get("/interactions/{interaction_id}", tags=["read"], summary="One interaction with its feedback")
     def get_interaction(interaction_id: str, storage: Reader) -> InteractionDetail:

@@ -50,6 +50,9 @@ def _int32(value: int) -> int | None:
     return value if -(2**31) <= value < 2**31 else None
 
 
+_dump_interaction = Interaction.__pydantic_serializer__.to_json  # model_dump_json without its Python wrapper
+
+
 def interaction_row(project: str, i: Interaction) -> tuple[Any, ...]:
     """The row of an interaction (``doc`` as JSON text)."""
     usage = i.token_usage
@@ -68,7 +71,7 @@ def interaction_row(project: str, i: Interaction) -> tuple[Any, ...]:
         i.error is not None,
         i.prompt,
         i.response,
-        i.model_dump_json(exclude=_INTERACTION_IN_COLUMNS),
+        _dump_interaction(i, exclude=_INTERACTION_IN_COLUMNS).decode(),
     )
 
 
@@ -142,6 +145,10 @@ def nul_column(records: list[tuple[Any, ...]], columns: tuple[str, ...]) -> tupl
 
     JSON columns hold it escaped as ``\\u0000``; jsonb refuses that too.
     """
+    # Almost no batch holds one: look at all the text at once, and walk the rows only to name the place.
+    text = "".join([v for record in records for v in record if isinstance(v, str)])
+    if "\x00" not in text and "\\u0000" not in text:
+        return None
     for index, record in enumerate(records):
         for column, value in zip(columns, record, strict=False):
             if isinstance(value, str) and ("\x00" in value or "\\u0000" in value):

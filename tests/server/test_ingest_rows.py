@@ -1,0 +1,69 @@
+"""The SQL rows an ingest writes: the quick paths agree with the plain ones they replace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rlhfkit import Interaction
+from rlhfkit.storage import _sql_rows as rows
+
+
+def _slow_nul_column(records: list[tuple[Any, ...]], columns: tuple[str, ...]) -> tuple[int, str] | None:
+    for index, record in enumerate(records):
+        for column, value in zip(columns, record, strict=False):
+            if isinstance(value, str) and ("\x00" in value or "\\u0000" in value):
+                return index, column
+    return None
+
+
+def _interactions() -> list[Interaction]:
+    return [
+        Interaction(
+            prompt=f"question {k}",
+            response="answer",
+            model="m",
+            token_usage={"prompt": k, "completion": 2},
+            metadata={"k": k},
+            user_id=f"user-{k}",
+        )  # fmt: skip
+        for k in range(5)
+    ]
+
+
+def test_interaction_doc_is_the_models_json_without_its_columns() -> None:
+    """The doc column is exactly model_dump_json(exclude=columns); out-of-range token counts stay in it only."""
+    big = Interaction(prompt="p", token_usage={"prompt": 2**40, "completion": 1})
+    for interaction in [*_interactions(), big]:
+        row = rows.interaction_row("proj", interaction)
+        assert row[-1] == interaction.model_dump_json(exclude=rows._INTERACTION_IN_COLUMNS)
+        assert row[:2] == ("proj", interaction.id)
+    assert rows.interaction_row("proj", big)[8:11] == (None, 1, None)
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (None, None),
+        ((3, "prompt"), "a\x00b"),
+        ((0, "doc"), '{"metadata": {"k": "\\u0000"}}'),
+        ((4, "user_id"), "\x00"),
+    ],
+)
+def test_nul_column_names_the_first_nul_as_a_walk_does(
+    where: tuple[int, str] | None, value: str | None
+) -> None:
+    """nul_column finds the same (row, column) as walking every value, and None when there is none."""
+    records = [rows.interaction_row("proj", i) for i in _interactions()]
+    if where is not None:
+        index = rows.INTERACTION_COLUMNS.index(where[1])
+        records[where[0]] = records[where[0]][:index] + (value,) + records[where[0]][index + 1 :]
+    assert rows.nul_column(records, rows.INTERACTION_COLUMNS) == where
+    assert _slow_nul_column(records, rows.INTERACTION_COLUMNS) == where
+
+
+def test_nul_column_is_not_fooled_by_an_escape_split_across_values() -> None:
+    """A backslash-u at the end of one value and zeros at the start of the next is no NUL."""
+    records = [("proj", "id", "ends with \\u00", "00 starts the next")]
+    assert rows.nul_column(records, ("project", "id", "a", "b")) is None
