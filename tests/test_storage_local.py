@@ -174,3 +174,27 @@ def test_max_file_size_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as info:
         LocalStorage(tmp_path, max_file_size_mb=0)
     assert info.value.field == "max_file_size_mb"
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_written_lines_are_the_models_json_and_index_the_same_as_a_reopen(tmp_path: Path, compress: bool) -> None:
+    """Each line is model_dump_json without feedback_ids; the index built on write equals the one built on open."""
+    batch = _batch(0, 30)
+    batch.interactions[3].session_id = "s1"
+    batch.interactions[7].session_id = "s1"
+    storage = _open(tmp_path, compress=compress)
+    storage.write(batch)
+    storage.write(_batch(0, 5))  # ids already stored: skipped
+    storage.close()
+    (path,) = tmp_path.glob("interactions-*")
+    data = gzip.decompress(path.read_bytes()) if compress else path.read_bytes()
+    expected = [i.model_dump_json(exclude={"feedback_ids"}).encode() for i in batch.interactions]
+    assert data.split(b"\n") == [*expected, b""]
+    written = _open(tmp_path / "again", compress=compress)
+    written.write(batch)
+    reopened = _open(tmp_path, compress=compress)
+    for name in ("_i_model", "_i_by_session"):
+        assert getattr(written, name) == getattr(reopened, name)
+    assert [i.model_dump() for i in written.iter_interactions(InteractionFilter())] == [
+        i.model_dump() for i in reopened.iter_interactions(InteractionFilter())
+    ]

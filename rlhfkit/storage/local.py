@@ -66,6 +66,8 @@ logger = logging.getLogger("rlhfkit.storage.local")
 _KINDS = ("interactions", "feedback", "sessions")
 _FILE_NAME = re.compile(r"^(interactions|feedback|sessions)-(\d+)\.jsonl(\.gz)?$")
 _FEEDBACK_DUMP: Any = {"data": {"weighted_score"}}
+_INTERACTION_DUMP: Any = {"feedback_ids"}
+_dump_interaction = Interaction.__pydantic_serializer__.to_json  # model_dump_json(...).encode() in one step
 
 
 class _Loc(NamedTuple):
@@ -76,6 +78,9 @@ class _Loc(NamedTuple):
     offset: int
     start: int
     end: int
+
+
+_new_loc = tuple.__new__
 
 
 class _Writer:
@@ -242,6 +247,15 @@ class LocalStorage:
         if record.get("session_id"):
             self._i_by_session[record["session_id"]].append(record_id)
 
+    def _index_new_interactions(self, interactions: list[Interaction], locs: list[_Loc]) -> None:
+        """Index interactions just written (none of them indexed yet): _index_interaction for many."""
+        i_loc, i_model, by_session = self._i_loc, self._i_model, self._i_by_session
+        for i, loc in zip(interactions, locs, strict=True):
+            i_loc[i.id] = loc
+            i_model[i.id] = i.model
+            if i.session_id:
+                by_session[i.session_id].append(i.id)
+
     def _index_feedback(self, fb: Feedback, loc: _Loc) -> None:
         if fb.id in self._f_loc:
             return
@@ -281,21 +295,25 @@ class LocalStorage:
         if writer.handle is None or (self.rotate_files and writer.size >= limit):
             self._new_file(kind, writer)
         assert writer.handle is not None
-        payload = b"".join(line + b"\n" for line in lines)
+        payload = b"\n".join(lines) + b"\n"
         start = writer.size
+        file = writer.file
         locs = []
+        # tuple.__new__ builds a _Loc at half the cost of _Loc(...): this runs for every record.
         if self.compress:
             writer.handle.write(_gzip_member(payload))
             pos = 0
             for line in lines:
-                locs.append(_Loc(writer.file, start, pos, pos + len(line)))
-                pos += len(line) + 1
+                size = len(line)
+                locs.append(_new_loc(_Loc, (file, start, pos, pos + size)))
+                pos += size + 1
         else:
             writer.handle.write(payload)
             pos = start
             for line in lines:
-                locs.append(_Loc(writer.file, pos, 0, len(line)))
-                pos += len(line) + 1
+                size = len(line)
+                locs.append(_new_loc(_Loc, (file, pos, 0, size)))
+                pos += size + 1
         writer.handle.flush()
         writer.size = writer.handle.tell()
         return locs
@@ -330,10 +348,8 @@ class LocalStorage:
                         seen.add(i.id)
                         interactions.append(i)
                 if interactions:
-                    lines = [i.model_dump_json(exclude={"feedback_ids"}).encode() for i in interactions]
-                    for i, loc in zip(interactions, self._append("interactions", lines), strict=True):
-                        self._index_interaction({"id": i.id, "prompt": i.prompt, "model": i.model,
-                                                 "session_id": i.session_id}, loc)  # fmt: skip
+                    lines = [_dump_interaction(i, exclude=_INTERACTION_DUMP) for i in interactions]
+                    self._index_new_interactions(interactions, self._append("interactions", lines))
                 seen.clear()
                 feedback = []
                 for f in batch.feedback:
