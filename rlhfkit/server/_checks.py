@@ -101,17 +101,24 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
     built for a refusal: this runs on every record.
     """
     for interaction, where in zip(batch.interactions, interaction_paths, strict=False):
-        _indexable(interaction.model, where, "model")
-        _indexable(interaction.user_id, where, "user_id")
-        _indexable(interaction.session_id, where, "session_id")
-        _finite(interaction.latency, where, "latency")
+        model, user_id, session_id = interaction.model, interaction.user_id, interaction.session_id
+        if (model and len(model) > _SHORT) or (user_id and len(user_id) > _SHORT) or (
+            session_id and len(session_id) > _SHORT
+        ):
+            _indexable(model, where, "model")
+            _indexable(user_id, where, "user_id")
+            _indexable(session_id, where, "session_id")
+        latency = interaction.latency
+        if latency is not None and not math.isfinite(latency):
+            _finite(latency, where, "latency")
         metrics = interaction.metrics
         if metrics is not None:
             for name in _METRIC_FLOATS:
                 _finite(getattr(metrics, name), where, f"metrics.{name}")
         for name in _FREE_FORM:
             value = getattr(interaction, name)
-            if value:
+            # Values holding only strings, integers, booleans and None need no walk (the usual case).
+            if value and not _PLAIN.issuperset(map(type, value.values() if type(value) is dict else value)):
                 _shallow(value, where, name)
         for i, message in enumerate(interaction.context):
             _shallow(message.model_extra, where, f"context[{i}]")
@@ -135,9 +142,13 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
         _indexable(session.id, f"sessions[{i}]", "id")
 
 
+_SHORT = MAX_INDEXED_BYTES // 4  # no string of this many characters or fewer exceeds MAX_INDEXED_BYTES
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _indexable(value: str | None, where: str, name: str) -> None:
     # PostgreSQL cannot index a value above about 2,700 bytes (a third of a page).
-    if value is not None and len(value) > MAX_INDEXED_BYTES // 4 and len(value.encode()) > MAX_INDEXED_BYTES:
+    if value is not None and len(value) > _SHORT and len(value.encode()) > MAX_INDEXED_BYTES:
         raise ValidationError(
             _at(where, name), f"must be at most {MAX_INDEXED_BYTES} bytes (it is indexed by the database)", None
         )
