@@ -47,7 +47,14 @@ FEEDBACK_COLUMNS = [
     "comment", "data", "metadata",
 ]  # fmt: skip
 _NUMERIC = {"latency_ms", "average_rating", "value"}
-_INTEGER = {"prompt_tokens", "completion_tokens", "total_tokens", "feedback_count", "thumbs_up", "thumbs_down"}
+_INTEGER = {
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "feedback_count",
+    "thumbs_up",
+    "thumbs_down",
+}
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -125,7 +132,11 @@ def _feedback_value(feedback: Feedback) -> float | None:
 def flat_feedback_row(feedback: Feedback) -> dict[str, Any]:
     """One feedback as a flat row (nested parts as JSON text)."""
     data = feedback.data
-    comment = getattr(data, "comment", None) or getattr(data, "overall_comment", None) or getattr(data, "reason", None)
+    comment = (
+        getattr(data, "comment", None)
+        or getattr(data, "overall_comment", None)
+        or getattr(data, "reason", None)
+    )
     return {
         "id": feedback.id,
         "interaction_id": feedback.interaction_id,
@@ -179,7 +190,9 @@ def _compact(value: Any) -> str:
 
 
 def _flat_row(interaction: Interaction | None, feedback: list[Feedback]) -> dict[str, Any]:
-    return flat_feedback_row(feedback[0]) if interaction is None else flat_interaction_row(interaction, feedback)
+    return (
+        flat_feedback_row(feedback[0]) if interaction is None else flat_interaction_row(interaction, feedback)
+    )
 
 
 def _flat_pages(
@@ -188,9 +201,12 @@ def _flat_pages(
     end_time: datetime | None,
     include_interactions: bool,
     include_feedback: bool,
-) -> Iterator[list[tuple[Any, ...]]]:
-    """Pages of flat rows as tuples in column order; SQLite interactions take the fast path."""
-    if include_interactions and getattr(storage, "dialect", None) == "sqlite" and hasattr(storage, "scan_connection"):
+) -> Iterator[Any]:
+    """Pages of flat rows, as tuples in column order or as Arrow tables of the columns.
+
+    SQLite interactions take the fast path (Arrow tables) when pyarrow is installed.
+    """
+    if include_interactions and _sqlite_fast_path(storage):
         from ._export_sqlite import sqlite_flat_interactions
 
         yield from sqlite_flat_interactions(storage, start_time, end_time, include_feedback)
@@ -199,6 +215,23 @@ def _flat_pages(
     for chunk in _records(storage, start_time, end_time, include_interactions, include_feedback):
         rows = [_flat_row(interaction, feedback) for interaction, feedback in chunk]
         yield [tuple(row[c] for c in columns) for row in rows]
+
+
+def _sqlite_fast_path(storage: Storage) -> bool:
+    if getattr(storage, "dialect", None) != "sqlite" or not hasattr(storage, "scan_connection"):
+        return False
+    try:
+        import pyarrow.compute  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _rows(page: Any) -> list[tuple[Any, ...]]:
+    """A page's rows as tuples (an Arrow table's columns turned into Python values)."""
+    if isinstance(page, list):
+        return page
+    return list(zip(*(column.to_pylist() for column in page.columns), strict=True))
 
 
 def _csv_safe(value: Any) -> Any:
@@ -210,14 +243,14 @@ def _csv_safe(value: Any) -> Any:
 # --------------------------------------------------------------------------- encoders
 
 
-def _encode_csv(pages: Iterable[list[tuple[Any, ...]]], columns: list[str]) -> Iterator[bytes]:
+def _encode_csv(pages: Iterable[Any], columns: list[str]) -> Iterator[bytes]:
     buffer = io.StringIO()
     csv.writer(buffer).writerow(columns)
     yield buffer.getvalue().encode()
     for page in pages:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        for row in page:
+        for row in _rows(page):
             writer.writerow([_csv_safe(value) for value in row])
         yield buffer.getvalue().encode()
 
@@ -255,14 +288,20 @@ def _parquet_schema(columns: list[str]) -> Any:
     return pa.schema(fields)
 
 
-def _write_parquet(pages: Iterable[list[tuple[Any, ...]]], columns: list[str], sink: str | BinaryIO) -> None:
+def _write_parquet(pages: Iterable[Any], columns: list[str], sink: str | BinaryIO) -> None:
     pa = require("pyarrow", "parquet")
     pq = require("pyarrow.parquet", "parquet")
     schema = _parquet_schema(columns)
     with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         for page in pages:
+            if not isinstance(page, list):
+                writer.write_table(page)
+                continue
             values = list(zip(*page, strict=True)) if page else [() for _ in columns]
-            arrays = [pa.array(column, type=schema.field(name).type) for name, column in zip(columns, values, strict=True)]
+            arrays = [
+                pa.array(column, type=schema.field(name).type)
+                for name, column in zip(columns, values, strict=True)
+            ]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
@@ -288,7 +327,9 @@ def export_stream(
         raise ValidationError("include_feedback", "nothing to export: include interactions, feedback or both")
     columns = INTERACTION_COLUMNS if include_interactions else FEEDBACK_COLUMNS
     if fmt in (ExportFormat.JSON, ExportFormat.JSONL):
-        yield from _encode_json(_records(storage, start_time, end_time, include_interactions, include_feedback), fmt)
+        yield from _encode_json(
+            _records(storage, start_time, end_time, include_interactions, include_feedback), fmt
+        )
         return
     pages = _flat_pages(storage, start_time, end_time, include_interactions, include_feedback)
     if fmt is ExportFormat.CSV:
@@ -325,7 +366,9 @@ def export_records(
         if fmt is ExportFormat.PARQUET:
             columns = INTERACTION_COLUMNS if include_interactions else FEEDBACK_COLUMNS
             _write_parquet(
-                _flat_pages(storage, start_time, end_time, include_interactions, include_feedback), columns, str(target)
+                _flat_pages(storage, start_time, end_time, include_interactions, include_feedback),
+                columns,
+                str(target),
             )
         else:
             with target.open("wb") as out:
