@@ -48,9 +48,9 @@ def available() -> str | None:
 class Collector:
     """The collector process: start, wait until it answers, stop."""
 
-    def __init__(self, db_url: str, project: str = "default") -> None:
+    def __init__(self, db_url: str, project: str = "default", workers: int = 1) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench._collector_server", db_url, project],
+            [sys.executable, "-m", "bench._collector_server", db_url, project, str(workers)],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.process.stdout is not None

