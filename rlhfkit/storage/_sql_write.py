@@ -1,4 +1,4 @@
-"""Bulk writes: one executemany per table on SQLite, COPY on PostgreSQL.
+"""Bulk writes: multi-row INSERTs and executemany on SQLite, COPY on PostgreSQL.
 
 Rows come from :mod:`._sql_rows`. Both paths ignore records whose id is
 stored already, and write the rows derived from a feedback (targets,
@@ -8,6 +8,7 @@ dimensions, comparison pairs) only when the feedback itself is new.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 from .._models import Feedback, FeedbackSession
@@ -33,13 +34,13 @@ def refuse_nul(project: str, interactions: list[Any], feedback: list[Feedback], 
         raise ValidationError(f"{kind}[{index}].{column}", "NUL characters (\\u0000) cannot be stored in PostgreSQL")
 
 def write_sqlite(connection: Any, project: str, interactions: list[Any], feedback: list[Feedback]) -> None:
-    """Insert rows with one executemany per table; existing ids are ignored."""
+    """Insert rows (interactions several per statement, the rest by executemany); existing ids are ignored."""
     def sql(table: str, columns: Sequence[str], extra: str = "", extra_values: str = "") -> str:
         marks = ", ".join("?" * len(columns))
         return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}{extra}) VALUES ({marks}{extra_values})"
 
     if interactions:
-        connection.exec_driver_sql(sql("interactions", rows.INTERACTION_COLUMNS), interactions)
+        _insert_many_rows(connection, "interactions", rows.INTERACTION_COLUMNS, interactions)
     if not feedback:
         return
     # The write lock is held (BEGIN IMMEDIATE): what exists now cannot change before the insert.
@@ -75,6 +76,28 @@ def write_sqlite(connection: Any, project: str, interactions: list[Any], feedbac
             sql("feedback_pairs", rows.PAIR_COLUMNS, ", preferred_model, alternative_model", f", {lookup}, {lookup}"),
             pairs,
         )
+
+_ROWS_PER_INSERT = 500
+
+
+def _insert_many_rows(connection: Any, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
+    """INSERT OR IGNORE ``records``, several rows per statement.
+
+    ``executemany`` steps once per row, and the sqlite3 module releases and
+    takes the GIL around each step: in a server whose other threads run
+    Python, every retake can wait for them (up to the switch interval), so the
+    write crawls. One statement of many rows takes the GIL back once.
+    """
+    import sqlite3
+
+    limit = connection.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    size = max(1, min(_ROWS_PER_INSERT, limit // len(columns)))
+    head = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES "
+    one = f"({', '.join('?' * len(columns))})"
+    for start in range(0, len(records), size):
+        chunk = records[start : start + size]
+        connection.exec_driver_sql(head + ", ".join([one] * len(chunk)), tuple(chain.from_iterable(chunk)))
+
 
 def write_postgres(connection: Any, project: str, interactions: list[Any], feedback: list[Feedback]) -> None:
     """COPY rows into temporary tables, then INSERT ... SELECT ... ON CONFLICT DO NOTHING."""

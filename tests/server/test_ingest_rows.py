@@ -87,3 +87,33 @@ def test_postgres_write_of_a_batch_with_stored_ids_stores_only_the_new_ones(pg_s
                      fresh.id: "new one"}  # fmt: skip
     storage.write(RecordBatch(interactions=[Interaction(prompt="after a fallback")]))
     assert storage.count_interactions(InteractionFilter()) == 5
+
+
+def test_sqlite_rows_inserted_several_per_statement_match_one_per_row(tmp_path: Any, monkeypatch: Any) -> None:
+    """Multi-row INSERT OR IGNORE stores what executemany stores: every row once, the first copy of an id."""
+    import sqlite3
+
+    from rlhfkit.storage import _sql_write
+    from rlhfkit.storage.sql import SQLStorage
+
+    monkeypatch.setattr(_sql_write, "_ROWS_PER_INSERT", 7)
+    interactions = [Interaction(prompt=f"q{k}", user_id=f"u{k % 3}") for k in range(30)]
+    records = [rows.interaction_row("p", i) for i in interactions]
+    records.insert(9, rows.interaction_row("p", interactions[2].model_copy(update={"prompt": "later copy"})))
+    stored = {}
+    for name in ("chunked", "one_per_row"):
+        storage = SQLStorage(f"sqlite:///{tmp_path / name}.db")
+        storage.initialize()
+        with storage._connect(write=True) as connection:
+            if name == "chunked":
+                _sql_write._insert_many_rows(connection, "interactions", rows.INTERACTION_COLUMNS, records)
+            else:
+                marks = ", ".join("?" * len(rows.INTERACTION_COLUMNS))
+                sql = f"INSERT OR IGNORE INTO interactions ({', '.join(rows.INTERACTION_COLUMNS)}) VALUES ({marks})"
+                connection.exec_driver_sql(sql, records)
+        storage.close()
+        with sqlite3.connect(tmp_path / f"{name}.db") as db:
+            stored[name] = db.execute("SELECT * FROM interactions ORDER BY rowid").fetchall()
+    assert stored["chunked"] == stored["one_per_row"]
+    assert len(stored["chunked"]) == 30
+    assert [r for r in stored["chunked"] if r[1] == interactions[2].id][0][12] == "q2"
