@@ -13,8 +13,9 @@ import pytest
 
 from rlhfkit._models import Feedback, Interaction, InteractionFilter, RecordBatch
 from rlhfkit.errors import ConfigurationError
+from rlhfkit.storage import _sql_search
 from rlhfkit.storage.sql import SQLStorage, normalize_url
-from tests.storage_contract import T0, at, dataset
+from tests.storage_contract import T0, at, dataset, ids
 from tests.test_storage_contract import drop_project
 
 EXPECTED_SCHEMA = {
@@ -67,6 +68,10 @@ EXPECTED_INDEXES = {
 }
 
 
+# The FTS5 search index of SQLite and its shadow tables (migration 7).
+SEARCH_TABLES = [f"interactions_search{suffix}" for suffix in ("", "_config", "_data", "_docsize", "_idx")]
+
+
 @pytest.fixture
 def sqlite_storage(tmp_path: Path) -> Iterator[SQLStorage]:
     """An initialised SQLite file storage."""
@@ -100,9 +105,9 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
     storage = SQLStorage(f"sqlite:///{tmp_path / 'new.db'}")
-    assert storage.upgrade() == [1, 2, 3, 4, 5, 6]
+    assert storage.upgrade() == [1, 2, 3, 4, 5, 6, 7]
     assert storage.upgrade() == []
-    assert sorted(sa.inspect(storage.engine).get_table_names()) == sorted(EXPECTED_SCHEMA)
+    assert sorted(sa.inspect(storage.engine).get_table_names()) == sorted([*EXPECTED_SCHEMA, *SEARCH_TABLES])
     tables, indexes = _schema(storage)
     assert tables == EXPECTED_SCHEMA
     assert indexes == EXPECTED_INDEXES
@@ -110,7 +115,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
         rows = connection.exec_driver_sql("SELECT version, name FROM schema_migrations").all()
     assert rows == [
         (1, "initial"), (2, "stats_tables"), (3, "target_times"), (4, "unbounded_strings"), (5, "target_feedback_index"),
-        (6, "id_collation"),
+        (6, "id_collation"), (7, "search_index"),
     ]  # fmt: skip
     storage.close()
 
@@ -302,8 +307,10 @@ def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
     storage.initialize()
     storage.write(dataset())
     expected = storage.feedback_stats()
+    searches = {text: ids(storage.iter_interactions(InteractionFilter(search=text))) for text in ("PARIS", "cross", "%")}
     with storage.engine.begin() as connection:  # back to the shape and content of version 1
         for statement in (
+            "DROP TABLE interactions_search",
             "DROP TABLE feedback_dimensions",
             "DROP TABLE feedback_pairs",
             "DROP INDEX ix_interactions_project_model_timestamp_latency",
@@ -319,10 +326,14 @@ def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
             connection.exec_driver_sql(statement)
     storage.close()
     upgraded = SQLStorage(url)
-    assert upgraded.upgrade() == [2, 3, 4, 5, 6]
+    assert upgraded.upgrade() == [2, 3, 4, 5, 6, 7]
     tables, indexes = _schema(upgraded)
     assert tables == EXPECTED_SCHEMA and indexes == EXPECTED_INDEXES
     assert upgraded.feedback_stats() == expected
+    with upgraded._connect() as connection:
+        assert _sql_search.indexed_to(connection) == len(dataset().interactions)  # every row present is indexed
+    assert {text: ids(upgraded.iter_interactions(InteractionFilter(search=text))) for text in searches} == searches
+    assert searches["PARIS"] and searches["cross"]
     upgraded.close()
 
 

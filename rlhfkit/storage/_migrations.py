@@ -26,6 +26,7 @@ __all__ = [
     "m004_unbounded_strings",
     "m005_target_feedback_index",
     "m006_id_collation",
+    "m007_search_index",
     "upgrade",
 ]
 
@@ -141,6 +142,21 @@ def m006_id_collation(connection: Any) -> None:
         connection.execute(sa.text(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE VARCHAR COLLATE "C"'))
 
 
+def m007_search_index(connection: Any) -> None:
+    """On SQLite, a trigram index of prompts and responses for text search, filled with the rows present.
+
+    Kept off the write path (see :mod:`._sql_search`): later rows are indexed in
+    bulk when searches need them. Indexing takes about a minute per million
+    interactions.
+    """
+    if connection.dialect.name != "sqlite":
+        return
+    from ._sql_search import create_index, index_rows
+
+    if create_index(connection):
+        index_rows(connection)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (1, "initial", m001_initial),
     (2, "stats_tables", m002_stats_tables),
@@ -148,6 +164,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (4, "unbounded_strings", m004_unbounded_strings),
     (5, "target_feedback_index", m005_target_feedback_index),
     (6, "id_collation", m006_id_collation),
+    (7, "search_index", m007_search_index),
 ]
 """(version, name, function), in the order they run."""
 

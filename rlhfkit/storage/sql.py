@@ -44,6 +44,8 @@ __all__ = ["SQLStorage", "create_sql_engine", "normalize_url"]
 logger = logging.getLogger("rlhfkit.storage.sql")
 
 _CHUNK = 1000
+_FEW = 50_000
+"""Index filters keeping fewer interactions than this: read those through their index and sort them."""
 _MEMORY_URLS = {"sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://", "sqlite+pysqlite:///:memory:"}
 
 
@@ -287,18 +289,24 @@ class SQLStorage:
 
     def _chunks(
         self, table: Any, conditions: list[Any], flt: InteractionFilter | FeedbackFilter,
-        convert: Callable[[Any, list[Any]], list[Any]],
+        convert: Callable[[Any, list[Any]], list[Any]], sort: bool = False,
     ) -> Iterator[Any]:  # fmt: skip
-        """Rows matching ``conditions`` in id order, read by keyset pages so memory stays bounded."""
+        """Rows matching ``conditions`` in id order, read by keyset pages so memory stays bounded.
+
+        ``sort``: the conditions keep few rows, so sort them rather than walk
+        the primary key in id order (``id || ''`` sorts the same, and no index
+        offers that order).
+        """
         from ._sql_rows import sa
 
+        order = table.c.id.concat("") if sort else table.c.id
         after, offset, remaining = flt.after_id, flt.offset, flt.limit
         while remaining is None or remaining > 0:
             size = _CHUNK if remaining is None else min(_CHUNK, remaining)
             query = sa.select(table).where(*conditions)
             if after is not None:
                 query = query.where(table.c.id > after)
-            query = query.order_by(table.c.id).limit(size)
+            query = query.order_by(order).limit(size)
             if offset:
                 query = query.offset(offset)
             with self._connect() as connection:
@@ -314,7 +322,6 @@ class SQLStorage:
 
     def iter_interactions(self, filter: InteractionFilter) -> Iterator[Interaction]:
         """Interactions matching ``filter`` in id order, read 1,000 at a time."""
-        from ._sql_filters import interaction_conditions
         from ._sql_rows import row_to_interaction
         from ._sql_schema import interactions
 
@@ -322,7 +329,38 @@ class SQLStorage:
             ids = self._feedback_ids(connection, [r["id"] for r in rows])
             return [row_to_interaction(r, ids.get(r["id"], [])) for r in rows]
 
-        return self._chunks(interactions, interaction_conditions(self.project, filter), filter, convert)
+        conditions, sort = self._interaction_plan(filter)
+        return self._chunks(interactions, conditions, filter, convert, sort)
+
+    def _interaction_plan(self, flt: InteractionFilter) -> tuple[list[Any], bool]:
+        """The conditions of ``flt`` in the shape that suits the data, and whether the rows they keep are few.
+
+        Cheap capped probes choose: a text search narrowed by the SQLite search
+        index; a rating range checked per row when ratings in it are many;
+        index filters (time range, user, ...) that keep few rows, which are then
+        sorted rather than met by walking the id order (late, when ids follow
+        time or the rows are rare).
+        """
+        from ._sql_filters import fewer_than, index_filter, interaction_conditions, many_ratings
+        from ._sql_search import candidates, start_catch_up
+
+        search_rows, per_row, few = None, False, False
+        rated = flt.min_rating is not None or flt.max_rating is not None
+        with self._connect() as connection:
+            if flt.search is not None and self.dialect == "sqlite":
+                search_rows = candidates(connection, flt.search)
+            if rated:
+                per_row = many_ratings(connection, self.project, flt)
+                few = not per_row
+            indexed = index_filter(flt)
+            if not few and search_rows is None and indexed is not None:
+                few = fewer_than(connection, interaction_conditions(self.project, indexed), _FEW)
+        if search_rows is not None:
+            start_catch_up(self)
+        conditions = interaction_conditions(
+            self.project, flt, search_rows=search_rows, rating_per_row=per_row, dialect=self.dialect
+        )
+        return conditions, search_rows is not None or few
 
     def iter_feedback(self, filter: FeedbackFilter) -> Iterator[Feedback]:
         """Feedback matching ``filter`` in id order, read 1,000 at a time."""
@@ -337,10 +375,10 @@ class SQLStorage:
 
     def count_interactions(self, filter: InteractionFilter | None = None) -> int:
         """How many interactions match ``filter`` (its limit, offset and after_id are ignored)."""
-        from ._sql_filters import interaction_conditions, sa
+        from ._sql_filters import sa
         from ._sql_schema import interactions
 
-        conditions = interaction_conditions(self.project, filter or InteractionFilter())
+        conditions, _ = self._interaction_plan(filter or InteractionFilter())
         with self._connect() as connection:
             return int(connection.execute(
                 sa.select(sa.func.count()).select_from(interactions).where(*conditions)

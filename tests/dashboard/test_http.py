@@ -12,6 +12,7 @@ import pytest
 from rlhfkit._models import FeedbackFilter, Interaction, InteractionFilter, RecordBatch
 from rlhfkit.server import MemoryKeyStore, create_app
 from rlhfkit.server.dashboard import _queries, _table
+from rlhfkit.storage import _sql_search
 from rlhfkit.storage.memory import MemoryStorage
 from rlhfkit.storage.sql import SQLStorage
 from tests._servers import serve
@@ -134,7 +135,11 @@ def test_both_query_plans_of_the_table_select_what_the_api_does(collector: Colle
 
 
 def test_a_windowed_search_pages_on_until_every_match_is_found(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With a scan window smaller than the table, 'older' cursors continue the search window after window, missing nothing."""
+    """With a scan window smaller than the table, 'older' cursors continue the search window after window, missing nothing.
+
+    (A search the index cannot narrow, as one of fewer than three characters, is walked so.)
+    """
+    monkeypatch.setattr(_sql_search, "candidates", lambda connection, search: None)
     monkeypatch.setattr(_table, "SCAN_WINDOW", 6)
     monkeypatch.setattr(_table, "WALK_STEP", 2)
     storage = SQLStorage(collector.db_url)

@@ -7,8 +7,9 @@ split in two:
   database seeks its indexes;
 * row filters (feedback types, rating range, has feedback, text search, errors
   only): no index serves them in time order. When the matching feedback is
-  rare, the page starts from the ids of the interactions it is about (an
-  ``IN`` list, then a sort); otherwise the page walks the table newest first in
+  rare, or the search index names few candidates for a text search, or a user
+  or model filter keeps few rows, the page starts from those rows (then a
+  sort); otherwise the page walks the table newest first in
   windows of :data:`WALK_STEP` rows (each window bounded by time, so the
   database reads only those rows and checks each with a primary-key lookup),
   until the page is full or :data:`SCAN_WINDOW` rows were read. Then the page
@@ -25,13 +26,15 @@ from typing import Any
 
 from ..._models import FeedbackType, InteractionFilter
 
-__all__ = ["NARROW", "SCAN_WINDOW", "WALK_STEP", "sql_page"]
+__all__ = ["FEW", "NARROW", "SCAN_WINDOW", "WALK_STEP", "sql_page"]
 
 SCAN_WINDOW = 50_000
 """Rows one page request reads at most when walking for row filters."""
 WALK_STEP = 5_000
 """Rows per walking window."""
 NARROW = 2_000
+FEW = 20_000
+"""A user or model filter keeping fewer rows than this: sort them rather than walk the time index."""
 """Fewer matching feedback than this: build the page from their interactions instead of walking."""
 
 
@@ -45,15 +48,10 @@ class _FeedbackFilter:
 
 
 def _row_id(dialect: str) -> Any:
-    """The row's id as feedback tables compare it.
-
-    On PostgreSQL interaction ids are ``COLLATE "C"`` and the feedback tables'
-    ids are not; with the default collation made explicit, the per-row lookup
-    can use their ``(project, interaction_id)`` indexes.
-    """
+    """The row's id as the feedback tables compare it (every id column has the same collation since migration 006)."""
     from ...storage._sql_schema import interactions as i
 
-    return i.c.id.collate("default") if dialect == "postgresql" else i.c.id
+    return i.c.id
 
 
 def _feedback_filters(project: str, flt: InteractionFilter, dialect: str) -> list[_FeedbackFilter]:
@@ -166,15 +164,15 @@ def sql_page(
     ``before`` / ``after`` are ``(microseconds, id)`` cursors; an empty id
     stands for "the whole of that microsecond" (where a walk stopped).
     """
-    from ...storage._sql_filters import interaction_conditions, sa
+    from ...storage._sql_filters import fewer_than, index_filter, interaction_conditions, sa
     from ...storage._sql_schema import feedback_targets as t
     from ...storage._sql_schema import interactions as i
+    from ...storage._sql_search import candidates, start_catch_up
 
     index_only = flt.model_copy(update={
         "feedback_types": None, "min_rating": None, "max_rating": None, "has_feedback": None, "search": None,
         "errors_only": False,
     })  # fmt: skip
-    base = interaction_conditions(storage.project, index_only)
     newest_first = after is None
     columns = (
         i.c.id, i.c.timestamp, i.c.model, i.c.user_id, i.c.session_id, i.c.latency, i.c.total_tokens, i.c.has_error,
@@ -191,9 +189,16 @@ def sql_page(
         return [i.c.timestamp >= cursor[0], key > sa.tuple_(*cursor)]
 
     with storage._connect() as connection:
+        search_rows = None
+        if flt.search is not None and storage.dialect == "sqlite":
+            search_rows = candidates(connection, flt.search)
+        base = interaction_conditions(storage.project, index_only, search_rows=search_rows)
         checks = _row_checks(storage, flt)
-        # A session or id list is selective: sorting its rows beats walking the time index.
-        narrow = flt.session_id is not None or flt.ids is not None
+        # A session, an id list or a search the index narrowed is selective: sorting its rows beats walking.
+        narrow = flt.session_id is not None or flt.ids is not None or search_rows is not None
+        indexed = index_filter(index_only)
+        if not narrow and indexed is not None and (indexed.user_id is not None or indexed.models is not None):
+            narrow = fewer_than(connection, base, FEW)
         for part in _feedback_filters(storage.project, flt, storage.dialect):
             if _is_narrow(connection, part.probe):
                 base.append(i.c.id.in_(part.ids))
@@ -231,4 +236,6 @@ def sql_page(
                 .group_by(t.c.interaction_id)
             )
             counts = {k: int(n) for k, n in connection.execute(counted)}
+    if search_rows is not None:
+        start_catch_up(storage)
     return [(r, counts.get(r.id, 0)) for r in found], more, stopped
