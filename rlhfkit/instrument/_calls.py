@@ -8,8 +8,9 @@ response directly), or is garbage-collected. Turning it into an
 :class:`~rlhfkit.Interaction` happens on the worker.
 
 Streams keep their own class and timing: only the stream's private
-``_iterator`` is replaced by a generator that forwards every item unchanged,
-and the HTTP response's ``close`` / ``aclose`` is hooked on the instance.
+``_iterator`` is replaced by a generator that forwards every item unchanged
+(keeping what :mod:`._slim` says of it), and the HTTP response's ``close`` /
+``aclose`` is hooked on the instance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+
+from ._slim import Slimmer, keep, slimmer_for
 
 __all__ = [
     "Call",
@@ -60,6 +63,7 @@ class Call:
         "retries_taken",
         "scope",
         "sink",
+        "slim",
         "stream",
         "t0",
         "t_end",
@@ -92,6 +96,7 @@ class Call:
         self.finalizer: weakref.finalize | None = None  # type: ignore[type-arg]
         self.in_next = False
         self.result: Any = None
+        self.slim: Slimmer = keep
         self.stream = False
         self.t_first: float | None = None
         self.t_last: float | None = None
@@ -178,6 +183,7 @@ def remove_retry_hook(http_client: Any) -> None:
 
 
 def _iterate(source: Iterator[Any], call: Call) -> Iterator[Any]:
+    chunks = call.chunks
     try:
         call.in_next = True
         for item in source:
@@ -186,7 +192,7 @@ def _iterate(source: Iterator[Any], call: Call) -> Iterator[Any]:
             if call.t_first is None:
                 call.t_first = now
             call.t_last = now
-            call.chunks.append(item)
+            chunks.append(call.slim(item, call))
             yield item
             call.in_next = True
     except GeneratorExit:
@@ -203,6 +209,7 @@ def _iterate(source: Iterator[Any], call: Call) -> Iterator[Any]:
 
 
 async def _aiterate(source: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
+    chunks = call.chunks
     try:
         call.in_next = True
         async for item in source:
@@ -211,7 +218,7 @@ async def _aiterate(source: AsyncIterator[Any], call: Call) -> AsyncIterator[Any
             if call.t_first is None:
                 call.t_first = now
             call.t_last = now
-            call.chunks.append(item)
+            chunks.append(call.slim(item, call))
             yield item
             call.in_next = True
     except GeneratorExit:
@@ -270,6 +277,7 @@ def _hook_aclose(response: Any, call: Call) -> None:
 def wrap_stream(stream: Any, call: Call) -> None:
     """Observe a sync SDK ``Stream`` in place: same object, same items, same timing."""
     call.stream = True
+    call.slim = slimmer_for(call.provider, call.api)
     if call.finalizer is not None:
         call.finalizer.detach()
     source = stream._iterator
@@ -283,6 +291,7 @@ def wrap_stream(stream: Any, call: Call) -> None:
 def wrap_async_stream(stream: Any, call: Call) -> None:
     """Observe an ``AsyncStream`` in place: same object, same items, same timing."""
     call.stream = True
+    call.slim = slimmer_for(call.provider, call.api)
     if call.finalizer is not None:
         call.finalizer.detach()
     source = stream._iterator

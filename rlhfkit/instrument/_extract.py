@@ -3,7 +3,9 @@
 Each provider API has one function that reads the request keywords and the
 response (an SDK object, a raw response's JSON, or the stream's chunks) and
 returns the fields of an :class:`~rlhfkit.Interaction`. SDK objects and plain
-dicts are read through the same accessor, so raw responses share the code.
+dicts are read through the same accessor, so raw responses share the code. A
+``str`` among a stream's chunks is a text delta that the caller's thread kept
+as its text alone (see :mod:`._slim`).
 """
 
 from __future__ import annotations
@@ -232,6 +234,9 @@ def _openai_chat_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
     calls: dict[int, dict[str, Any]] = {}
     out: dict[str, Any] = {"finished": False, "usage": None, "finish_reason": None}
     for chunk in chunks:
+        if type(chunk) is str:  # a text delta of choice 0, slimmed on the caller's thread
+            text.append(chunk)
+            continue
         out["response_id"] = out.get("response_id") or _g(chunk, "id")
         out["response_model"] = out.get("response_model") or _g(chunk, "model")
         if _g(chunk, "usage") is not None:
@@ -336,6 +341,9 @@ def _openai_responses_response(result: Any, chunks: list[Any]) -> dict[str, Any]
     final = None
     response_id = model = None
     for event in chunks:
+        if type(event) is str:  # an output_text delta, slimmed on the caller's thread
+            deltas.append(event)
+            continue
         kind = _g(event, "type")
         if kind == "response.output_text.delta":
             deltas.append(_g(event, "delta") or "")
@@ -441,6 +449,9 @@ def _anthropic_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
     text_parts: list[str] = []
     blocks: dict[int, dict[str, Any]] = {}
     for event in chunks:
+        if type(event) is str:  # a text_delta, slimmed on the caller's thread
+            text_parts.append(event)
+            continue
         kind = _g(event, "type")
         if kind == "message_start":
             message = _g(event, "message")
