@@ -74,6 +74,9 @@ class BatchProcessor(Generic[T]):
 
     def _init_state(self) -> None:
         self._queue: deque[T] = deque()
+        # submit() takes its slow path once the queue holds this many records: 0 until the
+        # worker runs, batch_size while no flush is requested, the queue's capacity after, -1 once closed.
+        self._check_at = 0
         self._in_flight = 0
         self._cond = threading.Condition(threading.Lock())
         self._flush_requested = False
@@ -105,6 +108,13 @@ class BatchProcessor(Generic[T]):
 
     def submit(self, item: T) -> None:
         """Queue one item. Never does I/O; waits only when the queue is full."""
+        queue = self._queue
+        if len(queue) < self._check_at:  # the hot path: one comparison and an append
+            queue.append(item)
+        else:
+            self._submit_slow(item)
+
+    def _submit_slow(self, item: T) -> None:
         if self._closed:
             from .errors import ClosedError
 
@@ -115,14 +125,23 @@ class BatchProcessor(Generic[T]):
         queue.append(item)
         if self._worker is None:
             self._start_worker()
-        if len(queue) >= self.batch_size and not self._flush_requested:
-            with self._cond:
+        with self._cond:
+            if len(queue) >= self.batch_size and not self._flush_requested:
                 self._flush_requested = True
                 self._cond.notify_all()
+            self._update_check_at()
+
+    def _update_check_at(self) -> None:
+        """Called with the lock held, whenever a flag it reads changes."""
+        if self._closed or self._worker is None:
+            self._check_at = -1 if self._closed else 0
+        else:
+            self._check_at = self.max_queue_size if self._flush_requested else self.batch_size
 
     def _wait_for_room(self) -> None:
         with self._cond:
             self._flush_requested = self._urgent = True
+            self._update_check_at()
             self._cond.notify_all()
             while len(self._queue) >= self.max_queue_size and self._worker_alive():
                 self._cond.wait(0.1)
@@ -145,6 +164,7 @@ class BatchProcessor(Generic[T]):
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
             self._flush_requested = self._urgent = True
+            self._update_check_at()
             self._cond.notify_all()
             while self.pending and self._worker_alive():
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -158,6 +178,7 @@ class BatchProcessor(Generic[T]):
         remaining = self.flush(timeout_s)
         with self._cond:
             self._closed = True
+            self._update_check_at()
             self._cond.notify_all()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=0.5 if remaining else 5.0)
@@ -183,6 +204,7 @@ class BatchProcessor(Generic[T]):
                     # writes and the caller's thread is not interrupted for every batch.
                     self._cond.wait(_LINGER_S)
                 self._flush_requested = self._urgent = False
+                self._update_check_at()
             retry_delay = self._export_queued(retry_delay)
 
     def _export_queued(self, retry_delay: float) -> float:
@@ -199,7 +221,9 @@ class BatchProcessor(Generic[T]):
                 queue.extendleft(reversed(chunk))
                 self._in_flight = 0
                 retry_delay = min(_MAX_RETRY_DELAY_S, max(0.05, retry_delay * 2))
-                log.exception("%s: storing %d records failed; retrying in %.2fs", self.name, size, retry_delay)
+                log.exception(
+                    "%s: storing %d records failed; retrying in %.2fs", self.name, size, retry_delay
+                )
                 with self._cond:
                     self._cond.notify_all()
                 return retry_delay

@@ -34,6 +34,10 @@ from ._models import (
     InteractionFilter,
     RecordBatch,
     Sentiment,
+    TokenUsage,
+    _new_id_at,
+    _TrustedBuilder,
+    _utc_from_ns,
     new_id,
     utc_now,
 )
@@ -47,21 +51,64 @@ log = logging.getLogger("rlhfkit")
 Record = Interaction | Feedback | FeedbackSession
 R = TypeVar("R")
 
+PlainInteraction = tuple[
+    str, int, str, str, str | None, float | None, int | None, int | None, int | None,
+    str | None, str | None, dict[str, Any] | None,
+]  # fmt: skip
+"""An interaction checked by hand on log_interaction's fast path, queued as it is.
+
+(id, time_ns, prompt, response, model, latency, prompt tokens, completion
+tokens, total tokens as given, user_id, session_id, metadata or None). A tuple
+of immutable values, so the garbage collector stops scanning it after its
+first pass however long the queue grows; the worker turns it into the
+Interaction that validating the same call would give (:func:`_plain_interaction`).
+"""
+
+Queued = Record | PlainInteraction
+
 _KNOWN_IDS_KEPT = 200_000
+_INTERACTIONS = _TrustedBuilder(Interaction, (
+    "id", "prompt", "response", "model", "latency", "token_usage", "model_params", "context",
+    "user_id", "session_id", "metadata", "timestamp",
+))  # fmt: skip
+_USAGE = _TrustedBuilder(TokenUsage, ("prompt", "completion", "total"))
+_USAGE_NO_TOTAL = _TrustedBuilder(TokenUsage, ("prompt", "completion"))  # prompt and completion both 0
 
 
-def _write_records(storage: Storage) -> Callable[[Sequence[Record | dict[str, Any]]], None]:
-    def export(records: Sequence[Record | dict[str, Any]]) -> None:
+def _plain_interaction(record: PlainInteraction) -> Interaction:
+    """The Interaction of a fast-path record: what ``Interaction.model_validate`` gives for the call."""
+    (rid, time_ns, prompt, response, model, latency, p, c, t, user_id, session_id, meta) = record  # fmt: skip
+    usage = None
+    if p is not None:
+        # TokenUsage fills a missing or zero total with prompt + completion, and then counts it as set.
+        builder = _USAGE if t is not None or p or c else _USAGE_NO_TOTAL
+        u = builder.values()
+        u["prompt"], u["completion"] = p, c
+        u["total"] = t or p + c  # type: ignore[operator]
+        usage = builder.build(u)
+    v = _INTERACTIONS.values()
+    v["id"], v["prompt"], v["response"], v["model"] = rid, prompt, response, model
+    v["latency"] = latency if type(latency) is not int else float(latency)
+    v["token_usage"], v["model_params"], v["context"] = usage, {}, []
+    v["user_id"], v["session_id"] = user_id, session_id
+    v["metadata"] = {} if meta is None else meta
+    v["timestamp"] = _utc_from_ns(time_ns)
+    return _INTERACTIONS.build(v)
+
+
+def _write_records(storage: Storage) -> Callable[[Sequence[Queued]], None]:
+    def export(records: Sequence[Queued]) -> None:
         batch = RecordBatch()
+        interactions, feedback, sessions = batch.interactions, batch.feedback, batch.sessions
         for record in records:
-            if isinstance(record, dict):
-                batch.interactions.append(Interaction.model_validate(record))
+            if type(record) is tuple:
+                interactions.append(_plain_interaction(record))
             elif isinstance(record, Interaction):
-                batch.interactions.append(record)
+                interactions.append(record)
             elif isinstance(record, Feedback):
-                batch.feedback.append(record)
+                feedback.append(record)
             else:
-                batch.sessions.append(record)
+                sessions.append(record)  # type: ignore[arg-type]
         storage.write(batch)
 
     return export
@@ -92,8 +139,9 @@ class RLHFLogger:
         self._lock = threading.RLock()
         self._known_ids: dict[str, None] = {}
         self._session: FeedbackSession | None = None
+        self._session_key: tuple[str, list[str]] | None = None  # (id, interaction_ids) of _session
         self._session_last_activity = 0.0
-        self._batcher: BatchProcessor[Record | dict[str, Any]] | None = None
+        self._batcher: BatchProcessor[Queued] | None = None
         if self.config.enable_batching:
             self._batcher = BatchProcessor(
                 _write_records(self._storage),
@@ -182,32 +230,89 @@ class RLHFLogger:
         of the conversation (``{"role", "content"}``); extra keyword arguments
         are kept in ``metadata``.
         """
-        record_id = new_id() if id is None and self.config.auto_generate_ids else self._record_id(id, "interaction")
-        if self._closed or (user_id is None and not self.config.allow_anonymous):
+        settings = self.config.__dict__  # the fields, read without pydantic's attribute hook (hot path)
+        time_ns = _time_ns()
+        if id is None and settings["auto_generate_ids"]:
+            record_id = _new_id_at(time_ns)
+        else:
+            record_id = self._record_id(id, "interaction")
+        if self._closed or (user_id is None and not settings["allow_anonymous"]):
             self._identity(user_id, session_id)  # raises the right error
-        meta = self._metadata(metadata, extra) if (metadata or extra or self.config.default_metadata) else {}
+        meta = (
+            self._metadata(metadata, extra) if (metadata or extra or settings["default_metadata"]) else None
+        )
+        p = c = t = None
         if (
-            type(prompt) is str
-            and type(response) is str
-            and not (context or model_params or timestamp)
-            and (model is None or type(model) is str)
-            and (latency is None or (type(latency) in _NUMBERS and 0 <= latency < _INF))
-            and (token_usage is None or (usage := _plain_usage(token_usage)) is not None)
-            and (user_id is None or type(user_id) is str)
-            and (session_id is None or type(session_id) is str)
-            and len(record_id) <= 200
-            and prompt.strip()
-        ):
-            # Checked by hand, a few µs cheaper than pydantic; the worker builds the model.
-            return self._accept_plain({
-                "id": record_id, "prompt": prompt, "response": response, "model": model, "latency": latency,
-                "token_usage": None if token_usage is None else usage,
-                "user_id": user_id, "session_id": session_id, "metadata": meta, "timestamp": utc_now(),
-            })  # fmt: skip
+            type(prompt) is not str
+            or type(response) is not str
+            or context
+            or model_params
+            or timestamp
+            or not (model is None or type(model) is str)
+            or not (latency is None or (type(latency) in _NUMBERS and 0 <= latency < _INF))
+            or not (user_id is None or type(user_id) is str)
+            or not (session_id is None or type(session_id) is str)
+            or len(record_id) > 200
+            or not prompt.strip()
+            or (
+                token_usage is not None
+                and (
+                    type(token_usage) is not dict
+                    or not _plain_usage(p := token_usage.get("prompt"), c := token_usage.get("completion"),
+                                        t := token_usage.get("total"), len(token_usage))
+                )
+            )
+        ):  # fmt: skip
+            return self._log_validated(record_id, time_ns, prompt, response, model, model_params, latency,
+                                       token_usage, user_id, session_id, context, meta, timestamp)  # fmt: skip
+        # Checked by hand, several µs cheaper than pydantic: queue a tuple, the worker builds the model
+        # (_plain_interaction). This is the hot path, so _accept's steps are inlined.
+        if not self._initialized:
+            self.initialize()
+        known = self._known_ids
+        known[record_id] = None
+        if len(known) > _KNOWN_IDS_KEPT:
+            self._forget_oldest()
+        current = self._session_key
+        if session_id is None and (current is not None or settings["enable_session_tracking"]):
+            now = _monotonic()
+            if current is not None and now - self._session_last_activity <= settings["session_timeout_s"]:
+                self._session_last_activity = now
+            else:
+                session = self._active_session(user_id)
+                current = (session.id, session.interaction_ids)
+            session_id = current[0]
+        if current is not None and session_id == current[0]:
+            current[1].append(record_id)
+        record = (record_id, time_ns, prompt, response, model, latency, p, c, t, user_id, session_id, meta)
+        if self._batcher is not None:
+            self._batcher.submit(record)
+        else:
+            self._store(record)
+        return record_id
+
+    def _log_validated(
+        self,
+        record_id: str,
+        time_ns: int,
+        prompt: Any,
+        response: Any,
+        model: Any,
+        model_params: Any,
+        latency: Any,
+        token_usage: Any,
+        user_id: Any,
+        session_id: Any,
+        context: Any,
+        meta: dict[str, Any] | None,
+        timestamp: Any,
+    ) -> str:
+        """log_interaction's general path: pydantic validates the call."""
         fields: dict[str, Any] = {
             "id": record_id, "prompt": prompt, "response": response, "model": model, "latency": latency,
             "token_usage": token_usage, "model_params": dict(model_params or {}), "context": list(context or ()),
-            "user_id": user_id, "session_id": session_id, "metadata": meta, "timestamp": timestamp or utc_now(),
+            "user_id": user_id, "session_id": session_id, "metadata": meta or {},
+            "timestamp": timestamp or _utc_from_ns(time_ns),
         }  # fmt: skip
         try:
             interaction = Interaction.model_validate(fields)
@@ -297,7 +402,9 @@ class RLHFLogger:
         if isinstance(record, Feedback):
             self._check_interactions_exist(record.interaction_ids())
         elif not isinstance(record, Interaction):
-            raise ValidationError("record", f"expected an Interaction or a Feedback, got {type(record).__name__}")
+            raise ValidationError(
+                "record", f"expected an Interaction or a Feedback, got {type(record).__name__}"
+            )
         self._identity(record.user_id, record.session_id)
         return self._accept(record)
 
@@ -355,50 +462,21 @@ class RLHFLogger:
             if missing:
                 raise NotFoundError("interaction_id", f"no interaction with id {sorted(missing)[0]!r}")
 
-    def _accept(self, record: Interaction | Feedback | dict[str, Any]) -> str:
+    def _accept(self, record: Interaction | Feedback) -> str:
         """Attach the session, remember interaction ids, and queue the record."""
         self._ensure_initialized()
-        fields = record if isinstance(record, dict) else None
-        record_id: str = fields["id"] if fields is not None else record.id  # type: ignore[union-attr]
-        is_interaction = fields is not None or isinstance(record, Interaction)
+        is_interaction = isinstance(record, Interaction)
         if is_interaction:
-            self._remember(record_id)
-        session_id = fields["session_id"] if fields is not None else record.session_id  # type: ignore[union-attr]
-        if session_id is None and (self._session is not None or self.config.enable_session_tracking):
-            user_id = fields["user_id"] if fields is not None else record.user_id  # type: ignore[union-attr]
-            session_id = self._active_session(user_id).id
-            if fields is not None:
-                fields["session_id"] = session_id
-            else:
-                record.session_id = session_id  # type: ignore[union-attr]
+            self._remember(record.id)
+        if record.session_id is None and (self._session is not None or self.config.enable_session_tracking):
+            record.session_id = self._active_session(record.user_id).id
         session = self._session
-        if session is not None and session_id == session.id:
-            (session.interaction_ids if is_interaction else session.feedback_ids).append(record_id)
+        if session is not None and record.session_id == session.id:
+            (session.interaction_ids if is_interaction else session.feedback_ids).append(record.id)
         self._store(record)
-        return record_id
+        return record.id
 
-    def _accept_plain(self, fields: dict[str, Any]) -> str:
-        """_accept for the hand-checked dict of log_interaction's fast path (the hot path)."""
-        if not self._initialized:
-            self.initialize()
-        record_id: str = fields["id"]
-        known = self._known_ids
-        known[record_id] = None
-        if len(known) > _KNOWN_IDS_KEPT:
-            del known[next(iter(known))]
-        session = self._session
-        if fields["session_id"] is None and (session is not None or self.config.enable_session_tracking):
-            session = self._active_session(fields["user_id"])
-            fields["session_id"] = session.id
-        if session is not None and fields["session_id"] == session.id:
-            session.interaction_ids.append(record_id)
-        if self._batcher is not None:
-            self._batcher.submit(fields)
-        else:
-            self._store(fields)
-        return record_id
-
-    def _store(self, record: Record | dict[str, Any]) -> None:
+    def _store(self, record: Queued) -> None:
         if self._batcher is not None:
             self._batcher.submit(record)
         else:
@@ -408,7 +486,15 @@ class RLHFLogger:
         known = self._known_ids
         known[interaction_id] = None
         if len(known) > _KNOWN_IDS_KEPT:
-            del known[next(iter(known))]
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        known = self._known_ids
+        try:
+            while len(known) > _KNOWN_IDS_KEPT:
+                known.pop(next(iter(known)), None)
+        except (RuntimeError, StopIteration):  # another thread changed it meanwhile: trim next time
+            pass
 
     def _ensure_initialized(self) -> None:
         if not self._initialized:
@@ -422,6 +508,7 @@ class RLHFLogger:
             if self._session is not None:
                 self.end_session()
             self._session = FeedbackSession(user_id=user_id, metadata=dict(metadata or {}))
+            self._session_key = (self._session.id, self._session.interaction_ids)
             self._session_last_activity = time.monotonic()
             self._ensure_initialized()
             self._store(self._session.model_copy(deep=True))
@@ -431,7 +518,7 @@ class RLHFLogger:
     def end_session(self) -> FeedbackSession | None:
         """End the current session and return it, or None when there is none."""
         with self._lock:
-            session, self._session = self._session, None
+            session, self._session, self._session_key = self._session, None, None
             if session is None:
                 return None
             session.end_time = utc_now()
@@ -490,7 +577,9 @@ class RLHFLogger:
         """Feedback matching ``filter`` (or the same fields as keyword arguments)."""
         return list(self._read().iter_feedback(_filter(FeedbackFilter, filter, criteria)))
 
-    def query_interactions(self, filter: InteractionFilter | None = None, **criteria: Any) -> list[Interaction]:
+    def query_interactions(
+        self, filter: InteractionFilter | None = None, **criteria: Any
+    ) -> list[Interaction]:
         """Interactions matching ``filter`` (or the same fields as keyword arguments)."""
         return list(self._read().iter_interactions(_filter(InteractionFilter, filter, criteria)))
 
@@ -565,19 +654,21 @@ class RLHFLogger:
 
 _NUMBERS = (int, float)
 _INF = float("inf")
-_PLAIN_USAGE_KEYS = frozenset({"prompt", "completion", "total"})
+_time_ns = time.time_ns
+_monotonic = time.monotonic
 
 
-def _plain_usage(usage: Any) -> dict[str, int] | None:
-    """A token_usage dict of non-negative ints, with ``total`` filled in as the model would; else None."""
-    if type(usage) is not dict or not _PLAIN_USAGE_KEYS.issuperset(usage):
-        return None
-    for value in usage.values():
-        if type(value) is not int or value < 0:
-            return None
-    if usage.get("total"):
-        return usage
-    return {**usage, "total": usage.get("prompt", 0) + usage.get("completion", 0)}
+def _plain_usage(prompt: Any, completion: Any, total: Any, keys: int) -> bool:
+    """Whether log_interaction's fast path takes this token_usage: its values and how many keys it has.
+
+    It takes ``{"prompt", "completion"}`` with an optional ``"total"``, all non-negative ints;
+    anything else (other keys, floats, bools) goes through validation.
+    """
+    return (
+        type(prompt) is int and type(completion) is int and prompt >= 0 and completion >= 0
+        and (total is None or (type(total) is int and total >= 0))
+        and keys == (2 if total is None else 3)
+    )  # fmt: skip
 
 
 def _accepts_timeout(func: Callable[..., Any]) -> bool:
@@ -647,7 +738,9 @@ class AsyncRLHFLogger:
     waits on storage I/O.
     """
 
-    def __init__(self, config: RLHFConfig | None = None, *, storage: Storage | None = None, **settings: Any) -> None:
+    def __init__(
+        self, config: RLHFConfig | None = None, *, storage: Storage | None = None, **settings: Any
+    ) -> None:
         self.sync = RLHFLogger(config or RLHFConfig.build(**settings), storage=storage)
 
     @property
@@ -687,7 +780,9 @@ class AsyncRLHFLogger:
         """See :meth:`RLHFLogger.log_binary_feedback`."""
         return await self._write(self.sync.log_binary_feedback, interaction_id, value, **options)
 
-    async def log_rating(self, interaction_id: str, rating: float, comment: str | None = None, **options: Any) -> str:
+    async def log_rating(
+        self, interaction_id: str, rating: float, comment: str | None = None, **options: Any
+    ) -> str:
         """See :meth:`RLHFLogger.log_rating`."""
         return await self._write(self.sync.log_rating, interaction_id, rating, comment, **options)
 
@@ -701,7 +796,9 @@ class AsyncRLHFLogger:
         self, interaction_id: str, dimensions: Mapping[str, float], **options: Any
     ) -> str:
         """See :meth:`RLHFLogger.log_multi_dimensional_feedback`."""
-        return await self._write(self.sync.log_multi_dimensional_feedback, interaction_id, dimensions, **options)
+        return await self._write(
+            self.sync.log_multi_dimensional_feedback, interaction_id, dimensions, **options
+        )
 
     async def log_comparative_feedback(
         self, preferred_id: str, alternative_ids: Sequence[str], **options: Any
@@ -733,7 +830,9 @@ class AsyncRLHFLogger:
         """See :meth:`RLHFLogger.query_feedback`."""
         return await self._call(self.sync.query_feedback, filter, **criteria)
 
-    async def query_interactions(self, filter: InteractionFilter | None = None, **criteria: Any) -> list[Interaction]:
+    async def query_interactions(
+        self, filter: InteractionFilter | None = None, **criteria: Any
+    ) -> list[Interaction]:
         """See :meth:`RLHFLogger.query_interactions`."""
         return await self._call(self.sync.query_interactions, filter, **criteria)
 
@@ -747,7 +846,9 @@ class AsyncRLHFLogger:
         """See :meth:`RLHFLogger.get_analytics`."""
         return await self._call(self.sync.get_analytics, filter, **criteria)
 
-    async def export_feedback(self, format: ExportFormat | str = ExportFormat.JSON, **options: Any) -> str | bytes | Path:
+    async def export_feedback(
+        self, format: ExportFormat | str = ExportFormat.JSON, **options: Any
+    ) -> str | bytes | Path:
         """See :meth:`RLHFLogger.export_feedback`."""
         return await self._call(self.sync.export_feedback, format, **options)
 
@@ -769,7 +870,9 @@ class AsyncRLHFLogger:
         """See :meth:`RLHFLogger.close`."""
         return await self._call(self.sync.close, timeout_s)
 
-    async def start_session(self, user_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> str:
+    async def start_session(
+        self, user_id: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> str:
         """See :meth:`RLHFLogger.start_session`."""
         return self.sync.start_session(user_id, metadata)
 
@@ -780,4 +883,3 @@ class AsyncRLHFLogger:
     async def get_current_session(self) -> FeedbackSession | None:
         """See :meth:`RLHFLogger.get_current_session`."""
         return self.sync.get_current_session()
-

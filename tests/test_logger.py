@@ -43,14 +43,22 @@ def backend_settings(kind: str, tmp_path: Path) -> dict[str, Any]:
     if kind == "memory":
         return {"backend": StorageBackend.MEMORY}
     if kind == "local":
-        return {"backend": StorageBackend.LOCAL, "backend_config": {"local": {"data_dir": str(tmp_path / "data")}}}
-    return {"backend": StorageBackend.SQLITE, "backend_config": {"sqlite": {"path": str(tmp_path / "rlhf.db")}}}
+        return {
+            "backend": StorageBackend.LOCAL,
+            "backend_config": {"local": {"data_dir": str(tmp_path / "data")}},
+        }
+    return {
+        "backend": StorageBackend.SQLITE,
+        "backend_config": {"sqlite": {"path": str(tmp_path / "rlhf.db")}},
+    }
 
 
 @pytest.fixture(params=BACKENDS)
 def logger(request: pytest.FixtureRequest, tmp_path: Path):
     """A batching logger on each embedded backend."""
-    with create_rlhf_logger(**backend_settings(request.param, tmp_path), batch_flush_interval_s=0.05) as logger:
+    with create_rlhf_logger(
+        **backend_settings(request.param, tmp_path), batch_flush_interval_s=0.05
+    ) as logger:
         yield logger
 
 
@@ -89,7 +97,9 @@ def test_feedback_types_section_examples(logger: RLHFLogger) -> None:
     logger.log_text_feedback(a, "The response was accurate but could be more concise.")
     logger.log_text_feedback(a, "Excellent explanation!", "positive")
     logger.log_text_feedback(c, "This answer is incorrect.", "negative")
-    logger.log_multi_dimensional_feedback(a, {"accuracy": 5, "helpfulness": 4, "clarity": 5, "completeness": 3, "tone": 4})
+    logger.log_multi_dimensional_feedback(
+        a, {"accuracy": 5, "helpfulness": 4, "clarity": 5, "completeness": 3, "tone": 4}
+    )
     weighted = logger.log_multi_dimensional_feedback(
         a,
         {"accuracy": 5, "helpfulness": 4, "clarity": 5},
@@ -97,16 +107,26 @@ def test_feedback_types_section_examples(logger: RLHFLogger) -> None:
         overall_comment="Great response overall, but could include more examples.",
     )
     logger.log_comparative_feedback(a, [b, c])
-    compared = logger.log_comparative_feedback(a, [b, c], reason="More detailed and accurate", confidence_level=0.9)
+    compared = logger.log_comparative_feedback(
+        a, [b, c], reason="More detailed and accurate", confidence_level=0.9
+    )
 
     thumbs = logger.get_feedback(up)
-    assert thumbs is not None and thumbs.type is FeedbackType.BINARY and thumbs.data.value == BinaryFeedback.THUMBS_UP
+    assert (
+        thumbs is not None
+        and thumbs.type is FeedbackType.BINARY
+        and thumbs.data.value == BinaryFeedback.THUMBS_UP
+    )
     rating = logger.get_feedback(ten)
     assert rating is not None and rating.data.value == 8 and rating.data.max_rating == 10
     multi = logger.get_feedback(weighted)
     assert multi is not None and multi.data.weighted_score == pytest.approx(5 * 0.5 + 4 * 0.3 + 5 * 0.2)
     comparison = logger.get_feedback(compared)
-    assert comparison is not None and comparison.data.confidence == 0.9 and comparison.data.alternative_ids == [b, c]
+    assert (
+        comparison is not None
+        and comparison.data.confidence == 0.9
+        and comparison.data.alternative_ids == [b, c]
+    )
     assert comparison.data.reason == "More detailed and accurate"
 
     stats = logger.get_feedback_stats()
@@ -172,7 +192,10 @@ def test_get_feedback_for_interaction_includes_comparisons(logger: RLHFLogger) -
 
 def test_query_interactions_filters_and_paginates(logger: RLHFLogger) -> None:
     """query_interactions honours model, user and limit/after_id criteria."""
-    ids = [logger.log_interaction(f"prompt {n}", "r", model="a" if n % 2 else "b", user_id=f"u{n % 3}") for n in range(9)]
+    ids = [
+        logger.log_interaction(f"prompt {n}", "r", model="a" if n % 2 else "b", user_id=f"u{n % 3}")
+        for n in range(9)
+    ]
     assert [i.id for i in logger.query_interactions(models=["a"])] == [i for n, i in enumerate(ids) if n % 2]
     assert len(logger.query_interactions(user_id="u0")) == 3
     first = logger.query_interactions(limit=4)
@@ -217,10 +240,14 @@ def test_export_every_format_to_path_and_memory(logger: RLHFLogger, tmp_path: Pa
 
 def test_csv_export_escapes_formulas(logger: RLHFLogger) -> None:
     """CSV cells beginning with = + - @ are prefixed so spreadsheets do not run them."""
-    logger.log_interaction("=HYPERLINK(\"http://evil\")", "+1+1", model="@model")
+    logger.log_interaction('=HYPERLINK("http://evil")', "+1+1", model="@model")
     logger.log_interaction("-2", "safe", model="m")
     rows = list(csv.DictReader(io.StringIO(logger.export_feedback("csv"))))
-    assert rows[0]["prompt"].startswith("'=") and rows[0]["response"] == "'+1+1" and rows[0]["model"] == "'@model"
+    assert (
+        rows[0]["prompt"].startswith("'=")
+        and rows[0]["response"] == "'+1+1"
+        and rows[0]["model"] == "'@model"
+    )
     assert rows[1]["prompt"] == "'-2" and rows[1]["response"] == "safe"
 
 
@@ -253,7 +280,10 @@ def test_unknown_export_format_lists_valid_ones(logger: RLHFLogger) -> None:
         (lambda lg, i: lg.log_interaction("   ", "r"), "prompt"),
         (lambda lg, i: lg.log_interaction("p", "r", latency=-1), "latency"),
         (lambda lg, i: lg.log_interaction("p", "r", token_usage={"prompt": -1}), "token_usage.prompt"),
-        (lambda lg, i: lg.log_interaction("p", "r", context=[{"role": "wizard", "content": "x"}]), "context.0.role"),
+        (
+            lambda lg, i: lg.log_interaction("p", "r", context=[{"role": "wizard", "content": "x"}]),
+            "context.0.role",
+        ),
         (lambda lg, i: lg.log_text_feedback(i, ""), "comment"),
         (lambda lg, i: lg.log_text_feedback(i, "ok", "ecstatic"), "sentiment"),
         (lambda lg, i: lg.log_binary_feedback(i, "sideways"), "value"),
@@ -269,7 +299,10 @@ def test_bad_input_is_refused_naming_the_field_and_stores_nothing(
         call(logger, iid)
     assert info.value.field == field
     after = logger.get_feedback_stats()
-    assert (after.total_interactions, after.total_feedback) == (before.total_interactions, before.total_feedback)
+    assert (after.total_interactions, after.total_feedback) == (
+        before.total_interactions,
+        before.total_feedback,
+    )
 
 
 def test_feedback_for_unknown_interaction_is_not_found_error(logger: RLHFLogger) -> None:
@@ -292,7 +325,9 @@ def test_logging_after_close_raises(tmp_path: Path) -> None:
 def test_auto_generate_ids_off_requires_an_id() -> None:
     """With auto_generate_ids=False a call without id raises the spec's error; with one it works."""
     with create_rlhf_logger(backend=StorageBackend.MEMORY, auto_generate_ids=False) as logger:
-        with pytest.raises(ValidationError, match="Interaction ID required when auto_generate_ids is disabled"):
+        with pytest.raises(
+            ValidationError, match="Interaction ID required when auto_generate_ids is disabled"
+        ):
             logger.log_interaction("p", "r")
         assert logger.log_interaction("p", "r", id="custom-id-123") == "custom-id-123"
         with pytest.raises(ValidationError, match="Feedback ID required"):
@@ -317,11 +352,17 @@ def test_allow_anonymous_false_refuses_records_without_user() -> None:
 
 def test_default_metadata_is_merged_into_every_record() -> None:
     """default_metadata appears on interactions and feedback; per-call metadata wins."""
-    with create_rlhf_logger(backend=StorageBackend.MEMORY, default_metadata={"app": "demo", "env": "test"}) as lg:
+    with create_rlhf_logger(
+        backend=StorageBackend.MEMORY, default_metadata={"app": "demo", "env": "test"}
+    ) as lg:
         iid = lg.log_interaction("p", "r", metadata={"env": "prod"}, experiment="b")
         fid = lg.log_rating(iid, 5)
         interaction, feedback = lg.get_interaction(iid), lg.get_feedback(fid)
-    assert interaction is not None and interaction.metadata == {"app": "demo", "env": "prod", "experiment": "b"}
+    assert interaction is not None and interaction.metadata == {
+        "app": "demo",
+        "env": "prod",
+        "experiment": "b",
+    }
     assert feedback is not None and feedback.metadata == {"app": "demo", "env": "test"}
 
 
@@ -425,7 +466,9 @@ for n in range(500):
     logger.log_interaction(f"prompt {{n}}", "response")
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
-    with create_rlhf_logger(backend=StorageBackend.SQLITE, backend_config={"sqlite": {"path": str(db)}}) as lg:
+    with create_rlhf_logger(
+        backend=StorageBackend.SQLITE, backend_config={"sqlite": {"path": str(db)}}
+    ) as lg:
         assert lg.get_feedback_stats().total_interactions == 500
 
 
@@ -451,16 +494,19 @@ def test_fork_child_logs_its_own_and_parent_keeps_its_records(tmp_path: Path) ->
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert logger.close(30) == 0
-    with create_rlhf_logger(backend=StorageBackend.SQLITE, backend_config={"sqlite": {"path": str(db)}}) as reader:
+    with create_rlhf_logger(
+        backend=StorageBackend.SQLITE, backend_config={"sqlite": {"path": str(db)}}
+    ) as reader:
         prompts = [i.prompt for i in reader.query_interactions()]
     assert len(prompts) == 80 and len(set(prompts)) == 80
 
 
 def test_debug_logs_through_the_rlhfkit_logger(caplog: pytest.LogCaptureFixture) -> None:
     """debug=True makes the 'rlhfkit' logger emit debug records."""
-    with caplog.at_level(logging.DEBUG, logger="rlhfkit"), create_rlhf_logger(
-        backend=StorageBackend.MEMORY, debug=True
-    ) as logger:
+    with (
+        caplog.at_level(logging.DEBUG, logger="rlhfkit"),
+        create_rlhf_logger(backend=StorageBackend.MEMORY, debug=True) as logger,
+    ):
         logger.log_interaction("p", "r")
     assert any(r.name.startswith("rlhfkit") and r.levelno == logging.DEBUG for r in caplog.records)
 
@@ -474,7 +520,9 @@ def test_custom_backend_requires_an_implementation() -> None:
 def test_custom_backend_receives_the_records() -> None:
     """A user's class implementing the Protocol is used as the backend."""
     custom = MemoryStorage()
-    with create_rlhf_logger(backend=StorageBackend.CUSTOM, backend_config={"custom": {"implementation": custom}}) as lg:
+    with create_rlhf_logger(
+        backend=StorageBackend.CUSTOM, backend_config={"custom": {"implementation": custom}}
+    ) as lg:
         lg.log_interaction("p", "r")
     assert custom.feedback_stats().total_interactions == 1
 
@@ -576,7 +624,9 @@ def test_local_restart_reads_rotated_gzip_files(tmp_path: Path) -> None:
     """A LOCAL backend with rotation and gzip reads every record back after a restart."""
     settings = {
         "backend": StorageBackend.LOCAL,
-        "backend_config": {"local": {"data_dir": str(tmp_path / "d"), "compress": True, "max_file_size": 0.01}},
+        "backend_config": {
+            "local": {"data_dir": str(tmp_path / "d"), "compress": True, "max_file_size": 0.01}
+        },
     }
     noise, ids = random.Random(1), []
     with create_rlhf_logger(**settings) as logger:
@@ -602,7 +652,9 @@ with create_rlhf_logger(backend=StorageBackend.SQLITE, backend_config={{"sqlite"
 """
     procs = [subprocess.Popen([sys.executable, "-c", script, name]) for name in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    with create_rlhf_logger(backend=StorageBackend.SQLITE, backend_config={"sqlite": {"path": str(db)}}) as logger:
+    with create_rlhf_logger(
+        backend=StorageBackend.SQLITE, backend_config={"sqlite": {"path": str(db)}}
+    ) as logger:
         prompts = {i.prompt for i in logger.query_interactions()}
     assert len(prompts) == 600
 
@@ -652,6 +704,7 @@ def test_threads_logging_at_once_lose_nothing(tmp_path: Path) -> None:
     import threading
 
     with create_rlhf_logger(**backend_settings("sqlite", tmp_path), batch_size=25) as logger:
+
         def work(t: int) -> None:
             for n in range(100):
                 logger.log_interaction(f"t{t} p{n}", "r")
@@ -676,17 +729,27 @@ def test_query_feedback_accepts_a_filter_object(logger: RLHFLogger) -> None:
 
 def test_search_similar_without_vector_backend_says_what_to_use() -> None:
     """search_similar on a backend without vectors raises ConfigurationError naming ZeroDB."""
-    with create_rlhf_logger(backend=StorageBackend.MEMORY) as logger, pytest.raises(ConfigurationError, match="ZERODB"):
+    with (
+        create_rlhf_logger(backend=StorageBackend.MEMORY) as logger,
+        pytest.raises(ConfigurationError, match="ZERODB"),
+    ):
         logger.search_similar("hello")
 
 
 def test_storage_backends_section_examples(tmp_path: Path) -> None:
     """The spec's "Storage Backends" configurations (memory, local, custom) work as written."""
-    memory = create_rlhf_logger(backend=StorageBackend.MEMORY, backend_config={"memory": {"max_entries": 10000}})
+    memory = create_rlhf_logger(
+        backend=StorageBackend.MEMORY, backend_config={"memory": {"max_entries": 10000}}
+    )
     local = create_rlhf_logger(
         backend=StorageBackend.LOCAL,
         backend_config={
-            "local": {"data_dir": str(tmp_path / "rlhf-data"), "compress": True, "max_file_size": 100, "rotate_files": True}
+            "local": {
+                "data_dir": str(tmp_path / "rlhf-data"),
+                "compress": True,
+                "max_file_size": 100,
+                "rotate_files": True,
+            }
         },
     )
     custom = create_rlhf_logger(
@@ -703,7 +766,9 @@ def test_storage_backends_section_examples(tmp_path: Path) -> None:
 
 def test_memory_backend_evicts_oldest_and_counts() -> None:
     """MEMORY with max_entries keeps the newest interactions and counts evictions."""
-    with create_rlhf_logger(backend=StorageBackend.MEMORY, backend_config={"memory": {"max_entries": 10}}) as logger:
+    with create_rlhf_logger(
+        backend=StorageBackend.MEMORY, backend_config={"memory": {"max_entries": 10}}
+    ) as logger:
         ids = [logger.log_interaction(f"p{n}", "r") for n in range(15)]
         kept = [i.id for i in logger.query_interactions()]
         assert kept == ids[5:]
@@ -712,7 +777,14 @@ def test_memory_backend_evicts_oldest_and_counts() -> None:
 
 def test_backend_config_accepts_the_spec_camel_case_keys(tmp_path: Path) -> None:
     """backend_config keys written as in the spec (dataDir, maxFileSize) work like snake_case ones."""
-    settings = {"local": {"dataDir": str(tmp_path / "camel"), "compress": False, "maxFileSize": 1, "rotateFiles": True}}
+    settings = {
+        "local": {
+            "dataDir": str(tmp_path / "camel"),
+            "compress": False,
+            "maxFileSize": 1,
+            "rotateFiles": True,
+        }
+    }
     with create_rlhf_logger(backend=StorageBackend.LOCAL, backend_config=settings) as logger:
         logger.log_interaction("p", "r")
     assert list((tmp_path / "camel").rglob("interactions*.jsonl"))
@@ -727,8 +799,14 @@ def test_sqlite_flat_export_fast_path_matches_the_record_path(tmp_path: Path) ->
 
     settings = backend_settings("sqlite", tmp_path)
     with create_rlhf_logger(**settings) as logger:
-        a = logger.log_interaction("p1", "=a", model="x", token_usage={"prompt": 2, "completion": 3},
-                                   context=[{"role": "system", "content": "be brief"}], metadata={"k": [1, "é"]})
+        a = logger.log_interaction(
+            "p1",
+            "=a",
+            model="x",
+            token_usage={"prompt": 2, "completion": 3},
+            context=[{"role": "system", "content": "be brief"}],
+            metadata={"k": [1, "é"]},
+        )
         b = logger.log_interaction("p1", "b", model="y", latency=12.5)
         logger.log_interaction("p2", "c")
         logger.log_binary_feedback(a, True, metadata={"m": 1})
@@ -745,3 +823,69 @@ def test_sqlite_flat_export_fast_path_matches_the_record_path(tmp_path: Path) ->
     assert len(fast) == 3 and fast == slow
     assert fast[0]["thumbs_up"] == 1 and fast[0]["average_rating"] == pytest.approx(4.0)
     assert export_records(storage, "csv") == export_records(memory, "csv")
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+def _fast_and_validated(calls: list[dict[str, Any]], **settings: Any) -> list[tuple[Any, Any]]:
+    """Log each call as given (the fast path) and with token_usage as a read-only mapping (validated)."""
+    from types import MappingProxyType
+
+    pairs = []
+    with create_rlhf_logger(backend=StorageBackend.MEMORY, **settings) as logger:
+        for call in calls:
+            slow = dict(call)
+            slow["token_usage"] = MappingProxyType(call.get("token_usage") or {"prompt": 0, "completion": 0})
+            if "token_usage" not in call:
+                slow["model_params"] = {"temperature": 0.5}  # another way off the fast path
+            fast_id, slow_id = logger.log_interaction(**call), logger.log_interaction(**slow)
+            pairs.append((logger.get_interaction(fast_id), logger.get_interaction(slow_id)))
+    return pairs
+
+
+def test_fast_path_stores_what_validation_stores() -> None:
+    """Plain calls (queued unvalidated) are stored exactly as the validated path stores the same call."""
+    calls: list[dict[str, Any]] = [
+        {"prompt": "p", "response": "r", "model": "m", "latency": 812.5, "user_id": "u",
+         "token_usage": {"prompt": 12, "completion": 48, "total": 60}},
+        {"prompt": "p", "response": "r", "latency": 3, "token_usage": {"prompt": 12, "completion": 48}},
+        {"prompt": "p", "response": "", "token_usage": {"prompt": 0, "completion": 0}},
+        {"prompt": "p", "response": "r", "token_usage": {"prompt": 0, "completion": 0, "total": 0}},
+        {"prompt": "p", "response": "r", "token_usage": {"prompt": 5, "completion": 1, "total": 0}},
+        {"prompt": "p", "response": "r", "metadata": {"env": "prod"}, "experiment": "b", "session_id": "s-1"},
+    ]  # fmt: skip
+    for settings in (
+        {},
+        {"default_metadata": {"app": "demo", "env": "test"}},
+        {"enable_session_tracking": False},
+    ):
+        for fast, slow in _fast_and_validated(calls, **settings):
+            assert fast is not None and slow is not None
+            fast_fields, slow_fields = fast.model_dump(), slow.model_dump()
+            for name in ("id", "timestamp", "model_params"):
+                fast_fields.pop(name), slow_fields.pop(name)
+            if (
+                slow.model_params
+            ):  # that call had no token_usage: its twin had one only to leave the fast path
+                slow_fields["token_usage"] = None
+            assert fast_fields == slow_fields
+            assert fast.timestamp.tzinfo is not None and len(fast.id) == 32 and fast.id < slow.id
+            assert type(fast.latency) is type(slow.latency)
+
+
+def test_fast_path_refusals_name_the_field_and_store_nothing() -> None:
+    """Calls the fast path does not take still reach validation, which names the field; nothing is stored."""
+    storage = MemoryStorage()
+    with RLHFLogger(RLHFConfig(), storage=storage) as logger:
+        for kwargs, field in (
+            ({"token_usage": {"prompt": 1, "completion": -2}}, "token_usage.completion"),
+            ({"token_usage": {"prompt": 1, "completion": 2, "cached": "x"}}, "token_usage.cached"),
+            ({"latency": float("nan")}, "latency"),
+            ({"id": "x" * 201}, "id"),
+        ):
+            with pytest.raises(ValidationError) as info:
+                logger.log_interaction("p", "r", **kwargs)
+            assert info.value.field == field
+        logger.flush()
+        assert storage.feedback_stats().total_interactions == 0
