@@ -32,8 +32,8 @@ from .errors import require
 __all__ = ["sqlite_flat_interactions"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PAGE = 20_000
-_FEEDBACK_FETCH = 20_000
+_PAGE = 10_000
+_FEEDBACK_FETCH = 10_000
 
 _INTERACTIONS = """
 SELECT id, timestamp, model, provider, prompt, response, latency,
