@@ -67,6 +67,8 @@ Interaction that validating the same call would give (:func:`_plain_interaction`
 Queued = Record | PlainInteraction
 
 _KNOWN_IDS_KEPT = 200_000
+# Ids remembered past _KNOWN_IDS_KEPT before the oldest are dropped, all at once.
+_KNOWN_IDS_SLACK = 20_000
 _INTERACTIONS = _TrustedBuilder(Interaction, (
     "id", "prompt", "response", "model", "latency", "token_usage", "model_params", "context",
     "user_id", "session_id", "metadata", "timestamp",
@@ -271,7 +273,7 @@ class RLHFLogger:
             self.initialize()
         known = self._known_ids
         known[record_id] = None
-        if len(known) > _KNOWN_IDS_KEPT:
+        if len(known) > _KNOWN_IDS_KEPT + _KNOWN_IDS_SLACK:
             self._forget_oldest()
         current = self._session_key
         if session_id is None and (current is not None or settings["enable_session_tracking"]):
@@ -485,15 +487,16 @@ class RLHFLogger:
     def _remember(self, interaction_id: str) -> None:
         known = self._known_ids
         known[interaction_id] = None
-        if len(known) > _KNOWN_IDS_KEPT:
+        if len(known) > _KNOWN_IDS_KEPT + _KNOWN_IDS_SLACK:
             self._forget_oldest()
 
     def _forget_oldest(self) -> None:
+        # One copy of the newest ids: dropping the oldest one at a time from the front of a dict
+        # makes each drop scan the slots freed before it, which grows with every call.
         known = self._known_ids
         try:
-            while len(known) > _KNOWN_IDS_KEPT:
-                known.pop(next(iter(known)), None)
-        except (RuntimeError, StopIteration):  # another thread changed it meanwhile: trim next time
+            self._known_ids = dict.fromkeys(list(known)[-_KNOWN_IDS_KEPT:])
+        except RuntimeError:  # another thread changed it meanwhile: trim next time
             pass
 
     def _ensure_initialized(self) -> None:

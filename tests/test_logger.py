@@ -889,3 +889,18 @@ def test_fast_path_refusals_name_the_field_and_store_nothing() -> None:
             assert info.value.field == field
         logger.flush()
         assert storage.feedback_stats().total_interactions == 0
+
+
+def test_known_ids_keep_the_newest_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its bound the logger forgets its oldest ids at once; feedback on any id still works."""
+    import rlhfkit._logger as logger_module
+
+    monkeypatch.setattr(logger_module, "_KNOWN_IDS_KEPT", 10)
+    monkeypatch.setattr(logger_module, "_KNOWN_IDS_SLACK", 5)
+    with create_rlhf_logger(backend=StorageBackend.MEMORY) as logger:
+        ids = [logger.log_interaction(f"p{n}", "r") for n in range(40)]
+        assert len(logger._known_ids) <= 15 and ids[-1] in logger._known_ids
+        assert ids[0] not in logger._known_ids
+        logger.log_rating(ids[0], 4)  # forgotten here, found in storage
+        logger.log_rating(ids[-1], 5)
+        assert logger.get_feedback_stats().total_feedback == 2
