@@ -901,6 +901,7 @@ def test_known_ids_keep_the_newest_and_stay_bounded(monkeypatch: pytest.MonkeyPa
         ids = [logger.log_interaction(f"p{n}", "r") for n in range(40)]
         assert len(logger._known_ids) <= 15 and ids[-1] in logger._known_ids
         assert ids[0] not in logger._known_ids
+        logger.flush()  # the real bound (200,000) exceeds the queue (100,000): a forgotten id is stored
         logger.log_rating(ids[0], 4)  # forgotten here, found in storage
         logger.log_rating(ids[-1], 5)
         assert logger.get_feedback_stats().total_feedback == 2
