@@ -23,7 +23,8 @@ def feedback_model(project: str) -> Any:
     return sa.func.coalesce(f.c.model, lookup)
 
 
-def _time_conditions(column: Any, start: Any, end: Any) -> list[Any]:
+def time_conditions(column: Any, start: Any, end: Any) -> list[Any]:
+    """``start <= column < end`` on a microseconds column, for each bound given."""
     conditions = []
     if start is not None:
         conditions.append(column >= to_micros(start))
@@ -57,7 +58,7 @@ def interaction_conditions(
     i, f, t = schema.interactions, schema.feedback, schema.feedback_targets
     conds: list[Any] = [
         i.c.project == project if search_rows is None else i.c.project.concat("") == project,
-        *_time_conditions(i.c.timestamp, flt.start_time, flt.end_time),
+        *time_conditions(i.c.timestamp, flt.start_time, flt.end_time),
     ]
     if search_rows is not None:
         conds.append(search_rows)
@@ -97,7 +98,7 @@ def interaction_conditions(
     return conds
 
 
-def _rating_bounds(flt: InteractionFilter) -> list[Any]:
+def _rating_bounds(flt: InteractionFilter | FeedbackFilter) -> list[Any]:
     f = schema.feedback
     bounds = []
     if flt.min_rating is not None:
@@ -166,7 +167,7 @@ def feedback_conditions(project: str, flt: FeedbackFilter) -> list[Any]:
     f, t = schema.feedback, schema.feedback_targets
     conds: list[Any] = [
         f.c.project == project,
-        *_time_conditions(f.c.timestamp, flt.start_time, flt.end_time),
+        *time_conditions(f.c.timestamp, flt.start_time, flt.end_time),
     ]
     if flt.ids is not None:
         conds.append(f.c.id.in_(flt.ids))
@@ -189,11 +190,7 @@ def feedback_conditions(project: str, flt: FeedbackFilter) -> list[Any]:
     if flt.sentiment is not None:
         conds.append(sa.and_(f.c.type == FeedbackType.TEXT.value, f.c.sentiment == flt.sentiment.value))
     if flt.min_rating is not None or flt.max_rating is not None:
-        in_bounds = [f.c.type == FeedbackType.RATING.value]
-        if flt.min_rating is not None:
-            in_bounds.append(f.c.rating_value >= flt.min_rating)
-        if flt.max_rating is not None:
-            in_bounds.append(f.c.rating_value <= flt.max_rating)
+        in_bounds = [f.c.type == FeedbackType.RATING.value, *_rating_bounds(flt)]
         # Feedback without a rating passes only when the caller named the types it wants.
         conds.append(
             sa.and_(*in_bounds) if flt.types is None else sa.or_(f.c.type != "rating", sa.and_(*in_bounds))

@@ -27,8 +27,8 @@ from .._models import (
 from ..analytics._stats import UNKNOWN_MODEL, rating_bucket
 from ..errors import ValidationError
 from . import _sql_schema as schema
-from ._sql_filters import feedback_model
-from ._sql_schema import from_micros, to_micros
+from ._sql_filters import feedback_model, time_conditions
+from ._sql_schema import from_micros
 
 __all__ = ["feedback_stats", "timeseries"]
 
@@ -36,15 +36,6 @@ sa = schema.sa
 
 _TYPES = [t.value for t in FeedbackType]
 _BUCKET_MICROS = {"hour": 3_600_000_000, "day": 86_400_000_000}
-
-
-def _window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
-    conditions = []
-    if start is not None:
-        conditions.append(column >= to_micros(start))
-    if end is not None:
-        conditions.append(column < to_micros(end))
-    return conditions
 
 
 def _case_sum(condition: Any, value: Any = 1) -> Any:
@@ -56,7 +47,7 @@ def _feedback_rows(project: str, start: datetime | None, end: datetime | None, *
     f = schema.feedback
     return (
         sa.select(f.c.type, f.c.sentiment, f.c.value, f.c.timestamp, feedback_model(project).label("m"))
-        .where(f.c.project == project, *_window(f.c.timestamp, start, end), *extra)
+        .where(f.c.project == project, *time_conditions(f.c.timestamp, start, end), *extra)
         .subquery()
     )
 
@@ -75,7 +66,7 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
     total_interactions = 0
     query = (
         sa.select(i.c.model, sa.func.count(), sa.func.sum(i.c.latency), sa.func.count(i.c.latency))
-        .where(i.c.project == project, *_window(i.c.timestamp, start, end))
+        .where(i.c.project == project, *time_conditions(i.c.timestamp, start, end))
         .group_by(i.c.model)
     )
     for model, count, latency_sum, latency_count in connection.execute(query):
@@ -90,14 +81,14 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
     # Rows that know their model are grouped in index order (no sort); the others look it up.
     known = (
         sa.select(f.c.model, f.c.type, f.c.sentiment, *sums)
-        .where(f.c.project == project, f.c.model.is_not(None), *_window(f.c.timestamp, start, end))
+        .where(f.c.project == project, f.c.model.is_not(None), *time_conditions(f.c.timestamp, start, end))
         .group_by(f.c.type, f.c.model, f.c.sentiment)
     )
     looked_up = feedback_model(project).label("m")
     unknown = (
         sa.select(looked_up, f.c.type, f.c.sentiment, *sums)
         # Naming every type lets the database seek (project, type, model IS NULL) in the stats index.
-        .where(f.c.project == project, f.c.type.in_(_TYPES), f.c.model.is_(None), *_window(f.c.timestamp, start, end))
+        .where(f.c.project == project, f.c.type.in_(_TYPES), f.c.model.is_(None), *time_conditions(f.c.timestamp, start, end))
         .group_by(f.c.type, sa.text("m"), f.c.sentiment)
     )
     grouped = [*connection.execute(known)]
@@ -176,8 +167,8 @@ def _interactions_with_feedback(connection: Any, project: str, start: Any, end: 
     i, t = schema.interactions, schema.feedback_targets
     lookup = sa.select(i.c.timestamp).where(i.c.project == project, i.c.id == t.c.interaction_id).scalar_subquery()
     when = sa.func.coalesce(t.c.interaction_timestamp, lookup)  # NULL: the interaction is not stored
-    in_range = _window(when, start, end) or [when.is_not(None)]
-    where = [t.c.project == project, *_window(t.c.timestamp, start, end), *in_range]
+    in_range = time_conditions(when, start, end) or [when.is_not(None)]
+    where = [t.c.project == project, *time_conditions(t.c.timestamp, start, end), *in_range]
     if connection.dialect.name == "postgresql":
         # PostgreSQL sorts for COUNT(DISTINCT); a GROUP BY in a subquery hashes instead.
         grouped = sa.select(t.c.interaction_id).where(*where).group_by(t.c.interaction_id).subquery()
@@ -200,7 +191,7 @@ def _rating_median_and_distribution(
     f = schema.feedback
     query = (
         sa.select(f.c.value, sa.func.count())
-        .where(f.c.project == project, f.c.type == "rating", *_window(f.c.timestamp, start, end))
+        .where(f.c.project == project, f.c.type == "rating", *time_conditions(f.c.timestamp, start, end))
         .group_by(f.c.value)
         .order_by(f.c.value)
     )
@@ -223,7 +214,7 @@ def _dimension_averages(connection: Any, project: str, start: Any, end: Any) -> 
     d = schema.feedback_dimensions
     query = (
         sa.select(d.c.dimension, sa.func.avg(d.c.score))
-        .where(d.c.project == project, *_window(d.c.timestamp, start, end))
+        .where(d.c.project == project, *time_conditions(d.c.timestamp, start, end))
         .group_by(d.c.dimension)
         .order_by(d.c.dimension)
     )
@@ -241,7 +232,7 @@ def _comparisons(connection: Any, project: str, start: Any, end: Any, count: int
     lost = model(pairs.c.alternative_model, pairs.c.alternative_id).label("lost")
     query = (
         sa.select(won, lost, sa.func.count())
-        .where(pairs.c.project == project, *_window(pairs.c.timestamp, start, end))
+        .where(pairs.c.project == project, *time_conditions(pairs.c.timestamp, start, end))
         .group_by(sa.text("won"), sa.text("lost"))
     )
     stats = ComparativeStats(count=count)
@@ -313,7 +304,7 @@ def timeseries(
         return items[key]
 
     extra = [] if model is None else [i.c.model == model]
-    where = [i.c.project == project, *_window(i.c.timestamp, start, end), *extra]
+    where = [i.c.project == project, *time_conditions(i.c.timestamp, start, end), *extra]
     b = (i.c.timestamp // size).label("b")
     query = (
         sa.select(b, i.c.model, sa.func.count(), sa.func.avg(i.c.latency), sa.func.count(i.c.latency))
@@ -339,7 +330,7 @@ def timeseries(
         _case_sum(f.c.type == "rating", 1 + 4 * f.c.value),
     )
     fb = (f.c.timestamp // size).label("b")
-    where = [f.c.project == project, *_window(f.c.timestamp, start, end)]
+    where = [f.c.project == project, *time_conditions(f.c.timestamp, start, end)]
     known = sa.select(fb, f.c.model, *sums).where(*where, f.c.model.is_not(None)).group_by(f.c.model, fb)
     if model is not None:
         known = known.where(f.c.model == model)

@@ -100,7 +100,8 @@ def _insert_many_rows(connection: Any, table: str, columns: Sequence[str], recor
 
 
 def write_postgres(connection: Any, project: str, interactions: list[Any], feedback: list[Feedback]) -> None:
-    """COPY rows into temporary tables, then INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
+    """COPY new interactions straight into their table; everything else (and a batch sent again) through
+    temporary tables and INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
     raw = connection.connection.driver_connection
     created: set[str] = connection.connection.info.setdefault("rlhfkit_temp_tables", set())
     try:

@@ -47,13 +47,6 @@ class _FeedbackFilter:
     probe: Any  # the matching feedback rows, counted (capped) to choose between the shapes
 
 
-def _row_id(dialect: str) -> Any:
-    """The row's id as the feedback tables compare it (every id column has the same collation since migration 006)."""
-    from ...storage._sql_schema import interactions as i
-
-    return i.c.id
-
-
 def _feedback_filters(project: str, flt: InteractionFilter, dialect: str) -> list[_FeedbackFilter]:
     """The feedback-type, rating-range and has-feedback filters (same meaning as the storage's conditions).
 
@@ -67,12 +60,13 @@ def _feedback_filters(project: str, flt: InteractionFilter, dialect: str) -> lis
     from ...storage._sql_rows import sa
     from ...storage._sql_schema import feedback as f
     from ...storage._sql_schema import feedback_targets as t
+    from ...storage._sql_schema import interactions as i
 
     def rows(*conditions: Any) -> Any:
         return sa.select(sa.literal(1)).where(f.c.project == project, *conditions)
 
     kind = f.c.type.concat("") if dialect == "sqlite" else f.c.type
-    me = _row_id(dialect)
+    me = i.c.id
 
     def own(typed: Any, untyped: Any, *more: Any) -> _FeedbackFilter:
         return _FeedbackFilter(
@@ -140,7 +134,7 @@ def _row_checks(storage: Any, flt: InteractionFilter) -> list[Any]:
     if flt.errors_only:
         checks.append(i.c.has_error.is_(True))
     if flt.has_feedback is False:
-        mine = t.c.interaction_id == _row_id(storage.dialect)
+        mine = t.c.interaction_id == i.c.id
         checks.append(~sa.select(sa.literal(1)).where(t.c.project == storage.project, mine).exists())
     return checks
 
