@@ -62,15 +62,29 @@ def _record_path_copy(storage: SQLStorage) -> MemoryStorage:
     return memory
 
 
+@pytest.fixture(params=["adbc", "sqlite3"])
+def reader(request: Any, monkeypatch: Any) -> str:
+    """Each way of reading SQLite: the ADBC driver (Arrow data) and the standard sqlite3 module."""
+    if request.param == "sqlite3":
+        monkeypatch.setattr(fast, "_adbc_path", lambda storage: None)
+    return str(request.param)
+
+
+def test_the_adbc_driver_reads_file_databases_only(tmp_path: Path) -> None:
+    """A file database is read by the ADBC driver; an in-memory one by sqlite3."""
+    assert fast._adbc_path(SQLStorage(f"sqlite:///{tmp_path / 'x.db'}")) == str(tmp_path / "x.db")
+    assert fast._adbc_path(SQLStorage("sqlite://")) is None
+
+
 @pytest.mark.parametrize("page", [2, 3, 20_000])
 def test_fast_path_rows_equal_the_record_path_across_pages(
-    tmp_path: Path, monkeypatch: Any, page: int
+    tmp_path: Path, monkeypatch: Any, page: int, reader: str
 ) -> None:
     """Parquet and CSV from SQLite equal the record path's, whatever the page size splitting the feedback."""
     db = tmp_path / "rlhf.db"
     _log_tricky_records(db)
     monkeypatch.setattr(fast, "_PAGE", page)
-    monkeypatch.setattr(fast, "_FEEDBACK_FETCH", 2)
+    monkeypatch.setattr(fast, "_FEEDBACK_BATCH", 2)  # batches whose inferred column types must agree
     storage = SQLStorage(f"sqlite:///{db}")
     memory = _record_path_copy(storage)
     rows = pq.read_table(io.BytesIO(export_records(storage, "parquet"))).to_pylist()  # type: ignore[arg-type]
@@ -85,7 +99,7 @@ def test_fast_path_rows_equal_the_record_path_across_pages(
 
 
 def test_fast_path_time_filter_and_no_feedback_equal_the_record_path(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, reader: str
 ) -> None:
     """A time window and include_feedback=False give the record path's rows too."""
     db = tmp_path / "rlhf.db"
@@ -100,3 +114,39 @@ def test_fast_path_time_filter_and_no_feedback_equal_the_record_path(
         assert rows == expected
     assert len(pq.read_table(io.BytesIO(export_records(storage, "parquet", **window))).to_pylist()) == 4  # type: ignore[arg-type]
     storage.close()
+
+
+def test_read_ahead_hands_over_pages_in_order_and_stops_its_thread_when_left_early() -> None:
+    """Pages come in order; a consumer that stops early leaves no reading thread behind."""
+    import threading
+
+    closed = threading.Event()
+
+    def pages() -> Any:
+        try:
+            for n in range(100):
+                yield n, None
+        finally:
+            closed.set()
+
+    assert [page for page, _ in fast._read_ahead(pages())] == list(range(100))
+    early = fast._read_ahead(pages())
+    closed.clear()
+    assert next(early) == (0, None)
+    early.close()
+    assert closed.is_set()
+    assert not any(t.name == "rlhfkit-export-read" for t in threading.enumerate())
+
+
+def test_read_ahead_raises_the_readers_error_in_the_consumer() -> None:
+    """An error while reading reaches the export's caller, after the pages read before it."""
+
+    def pages() -> Any:
+        yield 1, None
+        raise RuntimeError("disk gone")
+
+    got = []
+    with pytest.raises(RuntimeError, match="disk gone"):
+        for page, _ in fast._read_ahead(pages()):
+            got.append(page)
+    assert got == [1]
