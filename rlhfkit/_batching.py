@@ -44,7 +44,8 @@ class BatchProcessor(Generic[T]):
 
     ``export`` receives a list of at most ``max_export_size`` items. A flush is
     triggered when ``batch_size`` items are queued or ``flush_interval_s``
-    elapsed; it exports everything queued at that moment.
+    elapsed; it exports everything queued at that moment. During a burst of
+    submissions the export waits for the burst to end (see :meth:`_linger`).
     """
 
     def __init__(
@@ -200,12 +201,34 @@ class BatchProcessor(Generic[T]):
                 elif not self._flush_requested and not self._closed:
                     self._cond.wait(self.flush_interval_s)
                 if self._flush_requested and not self._urgent and not self._closed:
-                    # A full batch: linger a moment so a burst is written in few, large
-                    # writes and the caller's thread is not interrupted for every batch.
-                    self._cond.wait(_LINGER_S)
+                    self._linger()
                 self._flush_requested = self._urgent = False
                 self._update_check_at()
             retry_delay = self._export_queued(retry_delay)
+
+    def _linger(self) -> None:
+        """Wait, lock held, while a burst of submissions goes on, before exporting a full batch.
+
+        A burst (a batch or more queued per :data:`_LINGER_S`) is left to the
+        caller's thread: exporting meanwhile would take the GIL from it for as
+        long as the export runs. The wait ends when the queue grows slower,
+        reaches half its capacity, a flush or close is asked for, or the flush
+        interval has passed, so records still reach storage within that interval.
+        """
+        deadline = time.monotonic() + self.flush_interval_s
+        half_full = self.max_queue_size // 2
+        size = len(self._queue)
+        while True:
+            self._cond.wait(_LINGER_S)
+            grown, size = len(self._queue) - size, len(self._queue)
+            if (
+                grown < self.batch_size
+                or size >= half_full
+                or self._urgent
+                or self._closed
+                or time.monotonic() >= deadline
+            ):
+                return
 
     def _export_queued(self, retry_delay: float) -> float:
         """Export what is queued in chunks; on failure put the chunk back and back off."""
