@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from .._models import (
     RecordBatch,
 )
 from ..errors import ConfigurationError, StorageError, require
+from ._sql_checkpoint import BACKSTOP_PAGES, Checkpointer
 
 __all__ = ["SQLStorage", "create_sql_engine", "normalize_url"]
 
@@ -47,6 +49,19 @@ _CHUNK = 1000
 _FEW = 50_000
 """Index filters keeping fewer interactions than this: read those through their index and sort them."""
 _MEMORY_URLS = {"sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://", "sqlite+pysqlite:///:memory:"}
+
+
+_checkpointers: weakref.WeakKeyDictionary[Any, Checkpointer] = weakref.WeakKeyDictionary()
+_checkpointers_guard = threading.Lock()
+
+
+def _checkpointer(engine: Any) -> Checkpointer:
+    """The one background checkpointer of a SQLite engine (storages sharing an engine share it)."""
+    with _checkpointers_guard:
+        found = _checkpointers.get(engine)
+        if found is None:
+            found = _checkpointers[engine] = Checkpointer(engine)
+        return found
 
 
 def normalize_url(url: str) -> str:
@@ -88,6 +103,8 @@ def create_sql_engine(url: str) -> Any:
             cursor.execute("PRAGMA mmap_size = 1073741824")
         cursor.execute("PRAGMA cache_size = -32768")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        if not memory:  # checkpoints run in the background (see _sql_checkpoint)
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         cursor.close()
 
     def _on_begin(connection: Any) -> None:
@@ -120,6 +137,7 @@ class SQLStorage:
         self._lock: contextlib.AbstractContextManager[Any] = threading.RLock() if memory else contextlib.nullcontext()
         self._initialized = False
         self._closed = False
+        self._checkpointer = _checkpointer(self._engine) if self.dialect == "sqlite" and not memory else None
 
     @property
     def engine(self) -> Any:
@@ -131,6 +149,7 @@ class SQLStorage:
         view = SQLStorage(self.url, name, engine=self._engine)
         view._lock = self._lock
         view._initialized = self._initialized
+        view._checkpointer = self._checkpointer
         return view
 
     # ------------------------------------------------------------------ lifecycle
@@ -153,6 +172,8 @@ class SQLStorage:
         if not self._closed:
             self._closed = True
             if self._owns_engine:
+                if self._checkpointer is not None:
+                    self._checkpointer.stop()
                 self._engine.dispose()
 
     @contextlib.contextmanager
@@ -218,6 +239,8 @@ class SQLStorage:
             if isinstance(exc, StorageError):
                 raise
             raise StorageError(f"could not write {len(batch)} records: {exc}") from exc
+        if self._checkpointer is not None:
+            self._checkpointer.wrote()
 
     # ------------------------------------------------------------------ single records
 
@@ -335,7 +358,7 @@ class SQLStorage:
     def _interaction_plan(self, flt: InteractionFilter) -> tuple[list[Any], bool]:
         """The conditions of ``flt`` in the shape that suits the data, and whether the rows they keep are few.
 
-        Cheap capped probes choose: a text search narrowed by the SQLite search
+        Cheap capped probes choose: a text search narrowed by the search
         index; a rating range checked per row when ratings in it are many;
         index filters (time range, user, ...) that keep few rows, which are then
         sorted rather than met by walking the id order (late, when ids follow
@@ -347,7 +370,7 @@ class SQLStorage:
         search_rows, per_row, few = None, False, False
         rated = flt.min_rating is not None or flt.max_rating is not None
         with self._connect() as connection:
-            if flt.search is not None and self.dialect == "sqlite":
+            if flt.search is not None:
                 search_rows = candidates(connection, flt.search)
             if rated:
                 per_row = many_ratings(connection, self.project, flt)
