@@ -7,11 +7,12 @@ dimensions, comparison pairs) only when the feedback itself is new.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 
-from .._models import Feedback, FeedbackSession
+from .._models import Feedback, FeedbackSession, Interaction
 from ..errors import ValidationError
 from . import _sql_rows as rows
 from ._sql_schema import sessions
@@ -33,14 +34,14 @@ def refuse_nul(project: str, interactions: list[Any], feedback: list[Feedback], 
         index, column = found
         raise ValidationError(f"{kind}[{index}].{column}", "NUL characters (\\u0000) cannot be stored in PostgreSQL")
 
-def write_sqlite(connection: Any, project: str, interactions: list[Any], feedback: list[Feedback]) -> None:
+def write_sqlite(connection: Any, project: str, interactions: list[Interaction], feedback: list[Feedback]) -> None:
     """Insert rows (interactions several per statement, the rest by executemany); existing ids are ignored."""
     def sql(table: str, columns: Sequence[str], extra: str = "", extra_values: str = "") -> str:
         marks = ", ".join("?" * len(columns))
         return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}{extra}) VALUES ({marks}{extra_values})"
 
     if interactions:
-        _insert_many_rows(connection, "interactions", rows.INTERACTION_COLUMNS, interactions)
+        _insert_interactions(connection, project, interactions)
     if not feedback:
         return
     # The write lock is held (BEGIN IMMEDIATE): what exists now cannot change before the insert.
@@ -80,23 +81,45 @@ def write_sqlite(connection: Any, project: str, interactions: list[Any], feedbac
 _ROWS_PER_INSERT = 500
 
 
-def _insert_many_rows(connection: Any, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
-    """INSERT OR IGNORE ``records``, several rows per statement.
+def _insert_interactions(connection: Any, project: str, interactions: list[Interaction]) -> None:
+    """INSERT OR IGNORE the interactions' rows, several rows per statement.
 
     ``executemany`` steps once per row, and the sqlite3 module releases and
     takes the GIL around each step: in a server whose other threads run
     Python, every retake can wait for them (up to the switch interval), so the
     write crawls. One statement of many rows takes the GIL back once.
+
+    SQLite does its part of a statement without the GIL, so when there are
+    several statements to run, a second thread runs each one while this one
+    builds the rows of the next (the connection is used by one thread at a time).
     """
     import sqlite3
 
-    limit = connection.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    size = max(1, min(_ROWS_PER_INSERT, limit // len(columns)))
-    head = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES "
+    raw = connection.connection.driver_connection
+    columns = rows.INTERACTION_COLUMNS
+    size = max(1, min(_ROWS_PER_INSERT, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
+    head = f"INSERT OR IGNORE INTO interactions ({', '.join(columns)}) VALUES "
     one = f"({', '.join('?' * len(columns))})"
-    for start in range(0, len(records), size):
-        chunk = records[start : start + size]
-        connection.exec_driver_sql(head + ", ".join([one] * len(chunk)), tuple(chain.from_iterable(chunk)))
+    full = head + ", ".join([one] * size)
+
+    def statements() -> Iterator[tuple[str, tuple[Any, ...]]]:
+        for start in range(0, len(interactions), size):
+            chunk = [rows.interaction_row(project, i) for i in interactions[start : start + size]]
+            sql = full if len(chunk) == size else head + ", ".join([one] * len(chunk))
+            yield sql, tuple(chain.from_iterable(chunk))
+
+    if len(interactions) <= size:
+        for sql, values in statements():
+            raw.execute(sql, values)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlhfkit-sqlite-insert") as executor:
+        running: Future[Any] | None = None
+        for sql, values in statements():
+            if running is not None:
+                running.result()
+            running = executor.submit(raw.execute, sql, values)
+        assert running is not None
+        running.result()
 
 
 def write_postgres(connection: Any, project: str, interactions: list[Any], feedback: list[Feedback]) -> None:

@@ -217,7 +217,7 @@ class SQLStorage:
 
         if not len(batch):
             return
-        interactions = [rows.interaction_row(self.project, i) for i in batch.interactions]
+        interactions = batch.interactions
         feedback: list[Feedback] = []
         seen: set[str] = set()
         for f in batch.feedback:
@@ -226,11 +226,12 @@ class SQLStorage:
                 feedback.append(f)
         sessions = list({s.id: s for s in batch.sessions}.values())
         if self.dialect == "postgresql":
-            writes.refuse_nul(self.project, interactions, feedback, sessions)
+            interaction_rows = [rows.interaction_row(self.project, i) for i in interactions]
+            writes.refuse_nul(self.project, interaction_rows, feedback, sessions)
         try:
             with self._connect(write=True) as connection:
                 if self.dialect == "postgresql":
-                    writes.write_postgres(connection, self.project, interactions, feedback)
+                    writes.write_postgres(connection, self.project, interaction_rows, feedback)
                 else:
                     writes.write_sqlite(connection, self.project, interactions, feedback)
                 if sessions:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rlhfkit import Interaction
+from rlhfkit import Interaction, InteractionFilter, RecordBatch
 from rlhfkit.storage import _sql_rows as rows
 
 
@@ -96,17 +96,17 @@ def test_sqlite_rows_inserted_several_per_statement_match_one_per_row(tmp_path: 
     from rlhfkit.storage import _sql_write
     from rlhfkit.storage.sql import SQLStorage
 
-    monkeypatch.setattr(_sql_write, "_ROWS_PER_INSERT", 7)
+    monkeypatch.setattr(_sql_write, "_ROWS_PER_INSERT", 7)  # five statements, run by the second thread
     interactions = [Interaction(prompt=f"q{k}", user_id=f"u{k % 3}") for k in range(30)]
+    interactions.insert(9, interactions[2].model_copy(update={"prompt": "later copy"}))
     records = [rows.interaction_row("p", i) for i in interactions]
-    records.insert(9, rows.interaction_row("p", interactions[2].model_copy(update={"prompt": "later copy"})))
     stored = {}
     for name in ("chunked", "one_per_row"):
         storage = SQLStorage(f"sqlite:///{tmp_path / name}.db")
         storage.initialize()
         with storage._connect(write=True) as connection:
             if name == "chunked":
-                _sql_write._insert_many_rows(connection, "interactions", rows.INTERACTION_COLUMNS, records)
+                _sql_write._insert_interactions(connection, "p", interactions)
             else:
                 marks = ", ".join("?" * len(rows.INTERACTION_COLUMNS))
                 sql = f"INSERT OR IGNORE INTO interactions ({', '.join(rows.INTERACTION_COLUMNS)}) VALUES ({marks})"
@@ -117,3 +117,26 @@ def test_sqlite_rows_inserted_several_per_statement_match_one_per_row(tmp_path: 
     assert stored["chunked"] == stored["one_per_row"]
     assert len(stored["chunked"]) == 30
     assert [r for r in stored["chunked"] if r[1] == interactions[2].id][0][12] == "q2"
+
+
+def test_a_failing_statement_of_a_pipelined_sqlite_insert_stores_nothing(tmp_path: Any, monkeypatch: Any) -> None:
+    """An error in any statement run by the insert thread fails the write, and its transaction stores nothing."""
+
+    from rlhfkit.errors import StorageError
+    from rlhfkit.storage import _sql_write
+    from rlhfkit.storage.sql import SQLStorage
+
+    monkeypatch.setattr(_sql_write, "_ROWS_PER_INSERT", 5)
+    storage = SQLStorage(f"sqlite:///{tmp_path / 'x.db'}")
+    storage.initialize()
+    with storage._connect(write=True) as connection:  # a trigger that refuses the 13th row
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON interactions WHEN NEW.prompt = 'q12' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    with pytest.raises(StorageError, match="refused"):
+        storage.write(RecordBatch(interactions=[Interaction(prompt=f"q{k}") for k in range(20)]))
+    assert storage.count_interactions(InteractionFilter()) == 0
+    storage.write(RecordBatch(interactions=[Interaction(prompt=f"ok{k}") for k in range(20)]))
+    assert storage.count_interactions(InteractionFilter()) == 20
+    storage.close()
