@@ -40,10 +40,12 @@ from .._models import (
     TokenUsage,
 )
 from ..errors import ValidationError, from_pydantic
+from . import _trusted
 from ._calls import Call
 from ._capture import CapturedCall, response_text
 from ._context import merge_context
-from ._extract import _g, _openai_chat_request, _openai_usage, error_info, extract, jsonable
+from ._extract import _g, _openai_chat_request, _openai_usage, error_info, jsonable
+from ._fast import extract
 
 __all__ = ["feedback_from_event", "interaction_from_call", "interaction_from_captured", "token_usage"]
 
@@ -90,19 +92,20 @@ def _metrics(
     produced = usage.completion if usage is not None and usage.completion else units
     window = streaming if streaming else total
     tps = produced / (window / 1000.0) if produced and window else None
-    return PerformanceMetrics(
-        time_to_first_token_ms=_ms(t0, t_first),
-        total_response_time_ms=total,
-        streaming_time_ms=streaming,
-        tokens_per_second=tps,
-        retry_count=retries,
-        cache_hit=(usage.cached or 0) > 0 if usage is not None and usage.cached is not None else None,
+    return _trusted.metrics(
+        _ms(t0, t_first),
+        total,
+        streaming,
+        tps,
+        retries,
+        (usage.cached or 0) > 0 if usage is not None and usage.cached is not None else None,
     )
 
 
 def interaction_from_call(call: Call, base_context: ContextData | None, capture_metrics: bool) -> Interaction:
     """The Interaction of a finished SDK call."""
     fields = extract(call.provider, call.api, call.kwargs, call.result, call.chunks)
+    fields.setdefault("response_id", None)
     finished = fields.pop("finished", False)
     units = fields.pop("output_units", None)
     response_model = fields.pop("response_model", None)
@@ -119,20 +122,18 @@ def interaction_from_call(call: Call, base_context: ContextData | None, capture_
     if user_id is None:
         user = call.kwargs.get("user") or _g(call.kwargs.get("metadata"), "user_id")
         user_id = user if isinstance(user, str) else None
-    return Interaction(
-        **fields,
-        provider=call.provider,
-        token_usage=usage,
-        latency=metrics.total_response_time_ms,
-        metrics=metrics if capture_metrics else None,
-        error=error_info(call.error) if call.error is not None else None,
-        incomplete=call.stream and (call.end != "exhausted" or not finished or call.error is not None),
-        user_id=user_id,
-        session_id=_who(call.scope, call.request_ctx, "session_id"),
-        environment=merge_context(base_context, call.request_ctx, call.scope) if base_context else None,
-        metadata=metadata,
-        timestamp=datetime.fromtimestamp(call.wall, UTC),
-    )
+    fields["provider"] = call.provider
+    fields["token_usage"] = usage
+    fields["latency"] = metrics.total_response_time_ms
+    fields["metrics"] = metrics if capture_metrics else None
+    fields["error"] = error_info(call.error) if call.error is not None else None
+    fields["incomplete"] = call.stream and (call.end != "exhausted" or not finished or call.error is not None)
+    fields["user_id"] = user_id
+    fields["session_id"] = _who(call.scope, call.request_ctx, "session_id")
+    fields["environment"] = merge_context(base_context, call.request_ctx, call.scope) if base_context else None
+    fields["metadata"] = metadata
+    fields["timestamp"] = datetime.fromtimestamp(call.wall, UTC)
+    return _trusted.interaction(fields)
 
 
 def _prompt_and_context(prompt: Any, context: list[Any]) -> tuple[str, list[Message]]:

@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Any
 
 from .._models import ContextData
+from ._trusted import clone
 
 __all__ = [
     "RequestContext",
@@ -118,7 +119,7 @@ def merge_context(
 ) -> ContextData:
     """``base`` overlaid with the web request's values and the hand-set scope (later wins)."""
     if not request and not scope:
-        return base.model_copy()
+        return clone(base)
     data = base.model_dump()
     custom = dict(data.get("custom") or {})
     for layer in (request, scope):

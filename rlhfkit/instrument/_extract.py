@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._models import ErrorInfo, Message, TokenUsage
+from . import _trusted
 
 __all__ = ["extract", "jsonable"]
 
@@ -81,7 +82,7 @@ def jsonable(value: Any, depth: int = 0) -> Any:
         return value
     if depth > 20:
         return repr(value)
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return {str(k): jsonable(v, depth + 1) for k, v in value.items() if not _is_omitted(v)}
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v, depth + 1) for v in value]
@@ -120,6 +121,8 @@ def _text_of(content: Any) -> str:
 def _message(role: str, content: Any, **extra: Any) -> Message:
     role = role if role in _ROLES else "user"
     fields = {k: jsonable(v) for k, v in extra.items() if v is not None and not _is_omitted(v)}
+    if not fields:
+        return _trusted.message(role, _text_of(content))
     return Message(role=role, content=_text_of(content), **fields)
 
 
@@ -197,12 +200,12 @@ def _openai_usage(usage: Any) -> TokenUsage | None:
     completion = _int(_first(usage, "completion_tokens", "output_tokens")) or 0
     prompt_details = _first(usage, "prompt_tokens_details", "input_tokens_details")
     completion_details = _first(usage, "completion_tokens_details", "output_tokens_details")
-    return TokenUsage(
-        prompt=prompt,
-        completion=completion,
-        total=_int(_g(usage, "total_tokens")) or prompt + completion,
-        cached=_int(_g(prompt_details, "cached_tokens")),
-        reasoning=_int(_g(completion_details, "reasoning_tokens")),
+    return _trusted.token_usage(
+        prompt,
+        completion,
+        _int(_g(usage, "total_tokens")) or prompt + completion,
+        _int(_g(prompt_details, "cached_tokens")),
+        _int(_g(completion_details, "reasoning_tokens")),
     )
 
 
@@ -491,11 +494,21 @@ _EXTRACTORS = {
 
 
 def extract(
-    provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: list[Any]
+    provider: str,
+    api: str,
+    kwargs: Mapping[str, Any],
+    result: Any,
+    chunks: list[Any],
+    fast_request: Callable[[Mapping[str, Any]], tuple[str, list[Message]]] | None = None,
+    fast_response: Callable[[Any, list[Any]], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """prompt, context, tools, params and the response fields of one call."""
+    """prompt, context, tools, params and the response fields of one call.
+
+    ``fast_request`` replaces the API's request reader; ``fast_response`` is
+    tried before the response reader, which runs when it returns None.
+    """
     read_request, read_response = _EXTRACTORS[(provider, api)]
-    prompt, context = read_request(kwargs)
+    prompt, context = (fast_request or read_request)(kwargs)
     fields: dict[str, Any] = {
         "prompt": prompt,
         "context": context,
@@ -507,7 +520,8 @@ def extract(
             response="", tool_calls=[], finish_reason=None, response_id=None, usage=None, finished=False
         )
     else:
-        fields.update(read_response(result, chunks))
+        response = fast_response(result, chunks) if fast_response is not None else None
+        fields.update(response if response is not None else read_response(result, chunks))
     model = kwargs.get("model")
     fields["model"] = str(model) if model and not _is_omitted(model) else fields.get("response_model")
     return fields

@@ -1,0 +1,190 @@
+"""Records of captured calls built without a second validation pass (worker thread only).
+
+The worker builds every :class:`~rlhfkit.Interaction` from values it computed
+itself: strings, floats, fresh dicts and lists, models it built. Each builder
+here checks that its values are exactly what validating them would keep
+unchanged (the exact type, the bounds) and then stores them with
+:class:`~rlhfkit._models._TrustedBuilder`, which costs a dict copy instead of
+a validator pass; when a check fails (a negative token count from a server, a
+``str`` subclass, an unexpected type) it validates as before, so the record,
+or the error, is the same as validation gives.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from .._models import (
+    ContextData,
+    ErrorInfo,
+    Interaction,
+    Message,
+    PerformanceMetrics,
+    TokenUsage,
+    _new_id_at,
+    _new_object,
+    _set_dict,
+    _set_extra,
+    _set_fields_set,
+    _set_private,
+    _TrustedBuilder,
+)
+
+__all__ = ["clone", "interaction", "message", "metrics", "token_usage"]
+
+_NONE = type(None)
+_ROLES = frozenset({"user", "assistant", "system", "tool", "developer", "function"})
+
+_USAGE = _TrustedBuilder(TokenUsage, ("prompt", "completion", "total", "cached", "reasoning"))
+_METRICS = _TrustedBuilder(
+    PerformanceMetrics,
+    (
+        "time_to_first_token_ms",
+        "total_response_time_ms",
+        "streaming_time_ms",
+        "tokens_per_second",
+        "retry_count",
+        "cache_hit",
+    ),
+)
+INTERACTION_FIELDS = (
+    "prompt", "context", "tools", "model_params", "response", "tool_calls", "finish_reason",
+    "response_id", "model", "provider", "token_usage", "latency", "metrics", "error", "incomplete",
+    "user_id", "session_id", "environment", "metadata", "timestamp",
+)  # fmt: skip
+"""The fields the worker gives every captured interaction (its id comes from the builder)."""
+_INTERACTION = _TrustedBuilder(Interaction, ("id", *INTERACTION_FIELDS))
+_MESSAGE_FIELDS = frozenset({"role", "content"})
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def token_usage(
+    prompt: int, completion: int, total: int, cached: int | None, reasoning: int | None
+) -> TokenUsage:
+    """``TokenUsage(prompt=..., completion=..., total=..., cached=..., reasoning=...)``."""
+    if (
+        _count(prompt)
+        and _count(completion)
+        and _count(total)
+        and (total or not (prompt or completion))  # else the model's validator fills the total
+        and (cached is None or _count(cached))
+        and (reasoning is None or _count(reasoning))
+    ):
+        values = _USAGE.values()
+        values["prompt"], values["completion"], values["total"] = prompt, completion, total
+        values["cached"], values["reasoning"] = cached, reasoning
+        return _USAGE.build(values)
+    return TokenUsage(prompt=prompt, completion=completion, total=total, cached=cached, reasoning=reasoning)
+
+
+def _ms(value: Any) -> bool:
+    return value is None or (type(value) is float and value >= 0)
+
+
+def metrics(
+    ttft: float | None,
+    total: float | None,
+    streaming: float | None,
+    tps: float | None,
+    retries: int,
+    cache_hit: bool | None,
+) -> PerformanceMetrics:
+    """``PerformanceMetrics`` of a call (times in milliseconds)."""
+    if _ms(ttft) and _ms(total) and _ms(streaming) and _ms(tps) and _count(retries):
+        values = _METRICS.values()
+        values["time_to_first_token_ms"], values["total_response_time_ms"] = ttft, total
+        values["streaming_time_ms"], values["tokens_per_second"] = streaming, tps
+        values["retry_count"], values["cache_hit"] = retries, cache_hit
+        return _METRICS.build(values)
+    return PerformanceMetrics(
+        time_to_first_token_ms=ttft,
+        total_response_time_ms=total,
+        streaming_time_ms=streaming,
+        tokens_per_second=tps,
+        retry_count=retries,
+        cache_hit=cache_hit,
+    )
+
+
+def message(role: str, content: str) -> Message:
+    """``Message(role=role, content=content)`` with no extra fields."""
+    if type(role) is not str or role not in _ROLES or type(content) is not str:
+        return Message(role=role, content=content)
+    model: Message = _new_object(Message)
+    _set_dict(model, {"role": role, "content": content})
+    _set_fields_set(model, set(_MESSAGE_FIELDS))
+    _set_extra(model, {})
+    _set_private(model, None)
+    return model
+
+
+def clone(context: ContextData) -> ContextData:
+    """A shallow copy of ``context``, as ``context.model_copy()`` makes."""
+    model: ContextData = _new_object(ContextData)
+    _set_dict(model, context.__dict__.copy())
+    _set_fields_set(model, set(context.__pydantic_fields_set__))
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
+
+
+def _str_or_none(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _dicts(value: Any) -> bool:
+    if type(value) is not list:
+        return False
+    for item in value:
+        if type(item) is not dict:
+            return False
+        for key in item:
+            if type(key) is not str:
+                return False
+    return True
+
+
+def _checked(f: dict[str, Any]) -> bool:
+    prompt, latency, timestamp, context = f["prompt"], f["latency"], f["timestamp"], f["context"]
+    return (
+        type(prompt) is str
+        and bool(prompt.strip())
+        and type(f["response"]) is str
+        and _str_or_none(f["model"])
+        and _str_or_none(f["provider"])
+        and _str_or_none(f["response_id"])
+        and _str_or_none(f["finish_reason"])
+        and _str_or_none(f["user_id"])
+        and _str_or_none(f["session_id"])
+        and (latency is None or (type(latency) is float and latency >= 0))
+        and type(f["model_params"]) is dict
+        and all(type(k) is str for k in f["model_params"])
+        and type(f["metadata"]) is dict
+        and all(type(k) is str for k in f["metadata"])
+        and type(timestamp) is datetime
+        and timestamp.tzinfo is UTC
+        and type(context) is list
+        and all(type(m) is Message for m in context)
+        and _dicts(f["tools"])
+        and _dicts(f["tool_calls"])
+        and type(f["token_usage"]) in (TokenUsage, _NONE)
+        and type(f["metrics"]) in (PerformanceMetrics, _NONE)
+        and type(f["error"]) in (ErrorInfo, _NONE)
+        and type(f["environment"]) in (ContextData, _NONE)
+        and type(f["incomplete"]) is bool
+    )
+
+
+def interaction(fields: dict[str, Any]) -> Interaction:
+    """``Interaction(**fields)`` for the worker's :data:`INTERACTION_FIELDS` (every one of them given)."""
+    if _checked(fields):
+        values = _INTERACTION.values()
+        values.update(fields)
+        values["id"] = _new_id_at(time.time_ns())
+        return _INTERACTION.build(values)
+    return Interaction(**fields)
