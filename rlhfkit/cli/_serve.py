@@ -24,6 +24,12 @@ def serve(
     max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="Larger request bodies get 413."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="An origin allowed to call the API (repeatable)."),
     workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+    access_log: bool = typer.Option(
+        False,
+        "--access-log/--no-access-log",
+        envvar="RLHFKIT_ACCESS_LOG",
+        help="Log a line per request (off by default: at thousands of batches a second it costs CPU).",
+    ),
 ) -> None:
     """Serve the collector (API, and dashboard when installed) on HOST:PORT."""
     from ..errors import require
@@ -44,10 +50,11 @@ def serve(
         os.environ["RLHFKIT_MAX_BODY_MB"] = str(max_body_mb)
         os.environ["RLHFKIT_CORS_ORIGINS"] = ",".join(cors_origin)
         uvicorn.run(
-            "rlhfkit.cli._serve:_app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info"
-        )
+            "rlhfkit.cli._serve:_app_from_env", factory=True, host=host, port=port, workers=workers,
+            log_level="info", access_log=access_log,
+        )  # fmt: skip
     else:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
 
 
 def _demo_key(keys: object, name: str) -> str:

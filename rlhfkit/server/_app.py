@@ -8,10 +8,12 @@ ingest but get 403 on reads. Errors are JSON objects
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import importlib.util
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -24,7 +26,9 @@ from ._keys import KeyStore
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "error_reply", "tune_gc_for_serving"]
+
+YOUNG_GC_THRESHOLD = 10_000
 
 logger = logging.getLogger("rlhfkit.server")
 
@@ -60,6 +64,51 @@ class Projects:
         return storage
 
 
+def error_reply(exc: BaseException, method: str, path: str) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """(status, JSON body, extra headers) of the reply to ``exc``, raised while serving ``method path``.
+
+    The app's exception handlers and the fast ingest route both reply with this.
+    """
+
+    def body(kind: str, message: str, field: str | None = None) -> dict[str, Any]:
+        return {"error": kind, "field": field, "message": message}
+
+    if isinstance(exc, pydantic.ValidationError):
+        refused = from_pydantic(exc)
+        return 422, body("validation_error", refused.message, refused.field), None
+    if isinstance(exc, NotFoundError):
+        return 422, body("unknown_reference", exc.message, exc.field), None
+    if isinstance(exc, ValidationError):
+        return 422, body("validation_error", exc.message, exc.field), None
+    if isinstance(exc, StorageError):
+        logger.error("storage failure on %s %s: %s", method, path, exc)
+        return 503, body("storage_unavailable", "the database could not serve this request; retry later"), None
+    if isinstance(exc, RLHFError):
+        return 400, body("bad_request", str(exc)), None
+    logger.error("unexpected error on %s %s", method, path, exc_info=exc)
+    return 503, body("unavailable", "the collector could not serve this request; retry later"), None
+
+
+def tune_gc_for_serving() -> None:
+    """Keep Python's garbage collector off the ingest path of a long-running server.
+
+    Everything built before serving (modules, the app, its schemas) lives as
+    long as the process: ``gc.freeze()`` moves it out of the collector's view,
+    so that full collections no longer walk it (they took a tenth of the
+    collector's CPU, and long pauses at the p99). The young generation is
+    collected every YOUNG_GC_THRESHOLD allocations instead of 700: a batch of
+    100 interactions allocates about 1,500 containers, which with 700 were
+    caught alive mid-request and promoted towards the costly full collections;
+    now most die before a collection sees them. Nothing changes when the
+    collector is disabled (``gc.disable()``) or set to collect even less often.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if young and gc.isenabled():
+        gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)
+
+
 def _open_storage(db_url: str) -> tuple[Storage, KeyStore]:
     from ..storage.sql import SQLStorage
     from ._keys import SQLKeyStore
@@ -77,6 +126,7 @@ def create_app(
     storage: Storage | None = None,
     keys: KeyStore | None = None,
     title: str = "rlhfkit collector",
+    tune_gc: bool = True,
 ) -> FastAPI:
     """The collector as a FastAPI app.
 
@@ -84,7 +134,8 @@ def create_app(
     and ``keys`` instead to serve another backend (e.g. MemoryStorage with a
     MemoryKeyStore in tests). ``cors_origins`` lists the origins allowed to
     call the API from a browser (``["*"]`` for any). The dashboard
-    (``rlhfkit.server.dashboard``) is mounted at ``/`` when installed.
+    (``rlhfkit.server.dashboard``) is mounted at ``/`` when installed. With
+    ``tune_gc`` (the default), the server's startup calls :func:`tune_gc_for_serving`.
 
     Example::
 
@@ -97,6 +148,7 @@ def create_app(
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from ._fast_ingest import FastBatchIngest
     from ._middleware import BodyLimitMiddleware
     from ._routes import build_router
 
@@ -114,7 +166,14 @@ def create_app(
             from ._keys import MemoryKeyStore
 
             keys = MemoryKeyStore()
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if tune_gc:
+            tune_gc_for_serving()
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title=title,
         version="1",
         description="Collects LLM interactions and human feedback; serves them back per project.",
@@ -139,27 +198,12 @@ def create_app(
             field = "body"
         return error(422, "validation_error", str(first.get("msg", "invalid request")), field)
 
-    @app.exception_handler(pydantic.ValidationError)
-    async def _invalid_model(request: Any, exc: pydantic.ValidationError) -> Any:
-        refused = from_pydantic(exc)
-        return error(422, "validation_error", refused.message, refused.field)
+    async def _refused(request: Any, exc: Exception) -> Any:
+        status, body, _ = error_reply(exc, request.method, request.url.path)
+        return JSONResponse(body, status_code=status)
 
-    @app.exception_handler(NotFoundError)
-    async def _not_found_reference(request: Any, exc: NotFoundError) -> Any:
-        return error(422, "unknown_reference", exc.message, exc.field)
-
-    @app.exception_handler(ValidationError)
-    async def _invalid(request: Any, exc: ValidationError) -> Any:
-        return error(422, "validation_error", exc.message, exc.field)
-
-    @app.exception_handler(StorageError)
-    async def _storage_down(request: Any, exc: StorageError) -> Any:
-        logger.error("storage failure on %s %s: %s", request.method, request.url.path, exc)
-        return error(503, "storage_unavailable", "the database could not serve this request; retry later")
-
-    @app.exception_handler(RLHFError)
-    async def _rlhf_error(request: Any, exc: RLHFError) -> Any:
-        return error(400, "bad_request", str(exc))
+    for kind in (pydantic.ValidationError, NotFoundError, ValidationError, StorageError, RLHFError):
+        app.add_exception_handler(kind, _refused)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Any, exc: StarletteHTTPException) -> Any:
@@ -168,11 +212,7 @@ def create_app(
             {"field": None, **detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Any, exc: Exception) -> Any:
-        # Last resort only: inputs are validated before they reach storage.
-        logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error(503, "unavailable", "the collector could not serve this request; retry later")
+    app.add_exception_handler(Exception, _refused)  # last resort only: inputs are validated before storage
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:
@@ -190,6 +230,7 @@ def create_app(
         return {"status": "ready"}
 
     app.include_router(build_router())
+    app.add_middleware(FastBatchIngest, state=app.state)  # inside the body limit (and CORS): same checks
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

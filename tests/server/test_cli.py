@@ -7,8 +7,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from rlhfkit.cli import app
@@ -81,3 +83,15 @@ def test_serve_with_create_key_prints_a_working_key_and_reuses_it(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_serve_logs_requests_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rlhfkit serve` runs uvicorn without its access log unless --access-log is given."""
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    db = f"sqlite:///{tmp_path / 'rlhf.db'}"
+    assert CliRunner().invoke(app, ["serve", "--db", db]).exit_code == 0
+    assert CliRunner().invoke(app, ["serve", "--db", db, "--access-log"]).exit_code == 0
+    assert [c["access_log"] for c in calls] == [False, True]
