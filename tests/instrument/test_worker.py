@@ -1,0 +1,64 @@
+"""The worker thread's handling of a backlog: records built in order, the GIL let go once per slice of work."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import rlhfkit.instrument._worker as worker_module
+from rlhfkit.instrument import RLHFInstrumentation
+
+
+class _CountingTime:
+    """The ``time`` module as the worker sees it, counting the worker thread's ``sleep(0)``."""
+
+    perf_counter = staticmethod(time.perf_counter)
+    monotonic = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self.releases = 0
+
+    def sleep(self, seconds: float) -> None:
+        if seconds == 0 and threading.current_thread().name == "rlhfkit-instrumentation":
+            self.releases += 1
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[_CountingTime]:
+    """The worker's time module, replaced by a counting one."""
+    counting = _CountingTime()
+    monkeypatch.setattr(worker_module, "time", counting)
+    yield counting
+
+
+def _backlog_on_worker(inst: RLHFInstrumentation, n: int) -> None:
+    """Queue ``n`` records while the worker is held off, then let its thread process them all."""
+    worker: Any = inst._worker
+    with worker.lock:
+        for i in range(n):
+            inst.capture_interaction(f"prompt {i}", "response")
+    worker.wake.set()
+    deadline = time.monotonic() + 10
+    while (worker.pending or worker._in_process) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not worker.pending
+
+
+@pytest.mark.parametrize(("slice_s", "releases"), [(0.0, 20), (3600.0, 0)])
+def test_worker_lets_go_of_the_gil_once_per_slice_of_work(
+    clock: _CountingTime, monkeypatch: pytest.MonkeyPatch, slice_s: float, releases: int
+) -> None:
+    """With a zero slice the worker releases the GIL after every record; with a long one, never within a backlog."""
+    monkeypatch.setattr(worker_module, "_SLICE_S", slice_s)
+    inst = RLHFInstrumentation()
+    try:
+        _backlog_on_worker(inst, 20)
+        assert clock.releases == releases
+        assert [i.prompt for i in inst.get_interactions()] == [f"prompt {i}" for i in range(20)]
+    finally:
+        inst.destroy(timeout_s=2)
