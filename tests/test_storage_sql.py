@@ -105,7 +105,7 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
     storage = SQLStorage(f"sqlite:///{tmp_path / 'new.db'}")
-    assert storage.upgrade() == [1, 2, 3, 4, 5, 6, 7]
+    assert storage.upgrade() == [1, 2, 3, 4, 5, 6, 7, 8]
     assert storage.upgrade() == []
     assert sorted(sa.inspect(storage.engine).get_table_names()) == sorted([*EXPECTED_SCHEMA, *SEARCH_TABLES])
     tables, indexes = _schema(storage)
@@ -115,16 +115,18 @@ def test_migrations_create_exactly_the_expected_schema(tmp_path: Path) -> None:
         rows = connection.exec_driver_sql("SELECT version, name FROM schema_migrations").all()
     assert rows == [
         (1, "initial"), (2, "stats_tables"), (3, "target_times"), (4, "unbounded_strings"), (5, "target_feedback_index"),
-        (6, "id_collation"), (7, "search_index"),
+        (6, "id_collation"), (7, "search_index"), (8, "postgres_search_index"),
     ]  # fmt: skip
     storage.close()
 
 
 def test_postgres_schema_matches_and_uses_jsonb(pg_storage: SQLStorage) -> None:
-    """On PostgreSQL the same columns and indexes exist, JSON columns are JSONB and ids sort bytewise."""
+    """On PostgreSQL the same columns and indexes exist (plus the search numbering), JSON columns are JSONB."""
     tables, indexes = _schema(pg_storage)
-    assert tables == EXPECTED_SCHEMA
-    assert indexes == EXPECTED_INDEXES
+    # Migration 8: interactions.seq numbers rows for the search index (see _sql_search_pg).
+    assert tables == {**EXPECTED_SCHEMA, "interactions": [*EXPECTED_SCHEMA["interactions"], "seq"]}
+    assert indexes == {**EXPECTED_INDEXES, "interactions": {**EXPECTED_INDEXES["interactions"],
+                                                            "ix_interactions_seq": ["seq"]}}  # fmt: skip
     with pg_storage.engine.connect() as connection:
         types = dict(connection.exec_driver_sql(
             "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
@@ -326,7 +328,7 @@ def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
             connection.exec_driver_sql(statement)
     storage.close()
     upgraded = SQLStorage(url)
-    assert upgraded.upgrade() == [2, 3, 4, 5, 6, 7]
+    assert upgraded.upgrade() == [2, 3, 4, 5, 6, 7, 8]
     tables, indexes = _schema(upgraded)
     assert tables == EXPECTED_SCHEMA and indexes == EXPECTED_INDEXES
     assert upgraded.feedback_stats() == expected

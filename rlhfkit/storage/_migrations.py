@@ -27,6 +27,7 @@ __all__ = [
     "m005_target_feedback_index",
     "m006_id_collation",
     "m007_search_index",
+    "m008_postgres_search_index",
     "upgrade",
 ]
 
@@ -157,6 +158,24 @@ def m007_search_index(connection: Any) -> None:
         index_rows(connection)
 
 
+def m008_postgres_search_index(connection: Any) -> None:
+    """On PostgreSQL, a trigram index of prompts and responses for text search, filled with the rows present.
+
+    Kept off the write path like SQLite's (see :mod:`._sql_search_pg`): new
+    rows take a number from a sequence (``interactions.seq``, a column
+    default) and are indexed in bulk, in that order, when searches need them.
+    Without the pg_trgm extension (and no right to create it), a warning is
+    logged and text search scans. Indexing takes about a minute per million
+    interactions, during which writers wait.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    from ._sql_search_pg import create_index, number_rows
+
+    number_rows(connection)
+    create_index(connection)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (1, "initial", m001_initial),
     (2, "stats_tables", m002_stats_tables),
@@ -165,6 +184,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (5, "target_feedback_index", m005_target_feedback_index),
     (6, "id_collation", m006_id_collation),
     (7, "search_index", m007_search_index),
+    (8, "postgres_search_index", m008_postgres_search_index),
 ]
 """(version, name, function), in the order they run."""
 

@@ -1,4 +1,4 @@
-"""The substring search index of SQLite: FTS5 trigrams kept off the write path.
+"""The substring search index: FTS5 trigrams on SQLite, kept off the write path.
 
 A text search keeps the meaning of the plain scan (a case-insensitive
 substring of the prompt or the response); the index only narrows the rows
@@ -15,8 +15,9 @@ background thread that a search starts once more than :data:`TAIL_ROWS` of
 them wait. Until then a search reads the index's candidates plus every row
 above the mark (a bounded scan).
 
-PostgreSQL needs none of this: a ``pg_trgm`` GIN index serves the same
-``LIKE`` conditions directly (migration 007).
+PostgreSQL gets the same arrangement with ``pg_trgm`` on a side table
+(migration 008, :mod:`._sql_search_pg`): :func:`candidates` and
+:func:`start_catch_up` serve both databases.
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ def candidates(connection: Any, search: str) -> Any | None:
     None when the index cannot narrow the search (no index, fewer than three
     characters, or more than :data:`BROAD` candidates): the plain scan applies.
     """
+    if connection.dialect.name == "postgresql":
+        from . import _sql_search_pg
+
+        return _sql_search_pg.candidates(connection, search, BROAD)
     expression = match_expression(search)
     if expression is None or not has_index(connection):
         return None
@@ -149,12 +154,17 @@ def start_catch_up(storage: Any) -> threading.Thread | None:
 
     One thread per engine at a time; returns it (None when none was started).
     """
+    from . import _sql_search_pg
+
     with storage._connect() as connection:
-        if not has_index(connection):
-            return None
-        waiting = int(connection.exec_driver_sql("SELECT max(rowid) FROM interactions").scalar() or 0)
-        waiting -= indexed_to(connection)
-    if waiting <= TAIL_ROWS:
+        if storage.dialect == "postgresql":
+            waiting = _sql_search_pg.waiting(connection)
+        elif has_index(connection):
+            waiting = int(connection.exec_driver_sql("SELECT max(rowid) FROM interactions").scalar() or 0)
+            waiting -= indexed_to(connection)
+        else:
+            waiting = None
+    if waiting is None or waiting <= TAIL_ROWS:
         return None
     key = id(storage.engine)
     with _guard:
@@ -169,6 +179,11 @@ def start_catch_up(storage: Any) -> threading.Thread | None:
 
 def _catch_up(storage: Any, key: int) -> None:
     try:
+        if storage.dialect == "postgresql":
+            from . import _sql_search_pg
+
+            _sql_search_pg.catch_up(storage, CATCH_UP_BATCH)
+            return
         while True:
             with storage._connect(write=True) as connection:
                 if index_rows(connection, CATCH_UP_BATCH) < CATCH_UP_BATCH:

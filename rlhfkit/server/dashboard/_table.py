@@ -184,7 +184,7 @@ def sql_page(
 
     with storage._connect() as connection:
         search_rows = None
-        if flt.search is not None and storage.dialect == "sqlite":
+        if flt.search is not None:
             search_rows = candidates(connection, flt.search)
         base = interaction_conditions(storage.project, index_only, search_rows=search_rows)
         checks = _row_checks(storage, flt)
