@@ -26,6 +26,19 @@ def normalize_prompt(prompt: str) -> str:
     return _SPACES.sub(" ", _NON_WORD.sub(" ", prompt.lower())).strip()[:200]
 
 
+_NORMALIZED_KEPT = 1024
+
+
+class _Normalized(dict[str, str]):
+    """:func:`normalize_prompt` remembered for the last prompts seen (applications repeat theirs)."""
+
+    def __missing__(self, prompt: str) -> str:
+        if len(self) >= _NORMALIZED_KEPT:
+            self.clear()
+        normalized = self[prompt] = normalize_prompt(prompt)
+        return normalized
+
+
 @dataclass(frozen=True)
 class InstrumentationMetrics:
     """A snapshot of what an instrumentation has captured. Times in milliseconds."""
@@ -83,6 +96,7 @@ class MetricsTracker:
         self.errors_by_model: Counter[str] = Counter()
         self.by_hour: Counter[int] = Counter()
         self.prompts: Counter[str] = Counter()
+        self.normalized = _Normalized()
 
     def interaction(self, interaction: Interaction, usage_patterns: bool) -> None:
         """Count one accepted interaction."""
@@ -102,7 +116,7 @@ class MetricsTracker:
         if usage_patterns:
             self.by_model[model] += 1
             self.by_hour[interaction.timestamp.hour] += 1
-            self.prompts[normalize_prompt(interaction.prompt)] += 1
+            self.prompts[self.normalized[interaction.prompt]] += 1
             if len(self.prompts) > _MAX_PROMPTS:
                 self.prompts = Counter(dict(self.prompts.most_common(_MAX_PROMPTS // 2)))
 

@@ -175,6 +175,14 @@ class Worker:
 
     def _handle(self, item: Any) -> None:
         try:
+            if type(item) is Call:
+                if item.error is not None and not self.config.capture_errors:
+                    return
+                base = self.context_base() if self.config.collect_context else None
+                result = self.chain(interaction_from_call(item, base, self.config.capture_metrics))
+                if result is not None:
+                    self.accept(result)
+                return
             if isinstance(item, Feedback):
                 self.accept_feedback(item)
                 return
@@ -196,6 +204,8 @@ class Worker:
 
     def chain(self, interaction: Interaction) -> Interaction | None:
         """``interaction`` after the instrumentors and middleware, or None when dropped."""
+        if not self.instrumentors and not self.middleware:
+            return interaction
 
         def count_error() -> None:
             self.metrics.pipeline_errors += 1
@@ -254,7 +264,10 @@ class Worker:
 
     def emit(self, event: str, payload: Any) -> None:
         """Call every handler of ``event``."""
-        for handler in list(self.handlers[event]):
+        handlers = self.handlers[event]
+        if not handlers:
+            return
+        for handler in list(handlers):
             self.call(handler, payload)
 
     def flush(self, timeout_s: float) -> int:

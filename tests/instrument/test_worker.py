@@ -62,3 +62,17 @@ def test_worker_lets_go_of_the_gil_once_per_slice_of_work(
         assert [i.prompt for i in inst.get_interactions()] == [f"prompt {i}" for i in range(20)]
     finally:
         inst.destroy(timeout_s=2)
+
+
+def test_usage_patterns_count_normalized_prompts_with_a_bounded_memo() -> None:
+    """Prompts are counted under their normalized form; the memo of normalized prompts stays bounded."""
+    from rlhfkit import Interaction
+    from rlhfkit.instrument._metrics import _NORMALIZED_KEPT, MetricsTracker, normalize_prompt
+
+    tracker = MetricsTracker()
+    prompts = [f"Hello,   World #{i % 1500}!" for i in range(3000)]
+    for prompt in prompts:
+        tracker.interaction(Interaction(prompt=prompt), usage_patterns=True)
+    assert 0 < len(tracker.normalized) <= _NORMALIZED_KEPT
+    assert tracker.prompts == {normalize_prompt(p): 2 for p in prompts[:1500]}
+    assert tracker.snapshot(top=1).top_prompts == [("hello world 0", 2)]
