@@ -183,16 +183,20 @@ def remove_retry_hook(http_client: Any) -> None:
 
 
 def _iterate(source: Iterator[Any], call: Call) -> Iterator[Any]:
-    chunks = call.chunks
+    keep, clock = call.chunks.append, perf_counter
     try:
         call.in_next = True
+        for item in source:  # the first item, timed as the first token
+            call.in_next = False
+            call.t_first = call.t_last = clock()
+            keep(call.slim(item, call))
+            yield item
+            call.in_next = True
+            break
         for item in source:
             call.in_next = False
-            now = perf_counter()
-            if call.t_first is None:
-                call.t_first = now
-            call.t_last = now
-            chunks.append(call.slim(item, call))
+            call.t_last = clock()
+            keep(call.slim(item, call))
             yield item
             call.in_next = True
     except GeneratorExit:
@@ -209,16 +213,20 @@ def _iterate(source: Iterator[Any], call: Call) -> Iterator[Any]:
 
 
 async def _aiterate(source: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
-    chunks = call.chunks
+    keep, clock = call.chunks.append, perf_counter
     try:
         call.in_next = True
+        async for item in source:  # the first item, timed as the first token
+            call.in_next = False
+            call.t_first = call.t_last = clock()
+            keep(call.slim(item, call))
+            yield item
+            call.in_next = True
+            break
         async for item in source:
             call.in_next = False
-            now = perf_counter()
-            if call.t_first is None:
-                call.t_first = now
-            call.t_last = now
-            chunks.append(call.slim(item, call))
+            call.t_last = clock()
+            keep(call.slim(item, call))
             yield item
             call.in_next = True
     except GeneratorExit:
