@@ -229,7 +229,8 @@ def _fast_batch(body: bytes) -> tuple[RecordBatch, ParsedPaths] | None:
     NUL escapes go the detailed path (which names the field); non-finite
     numbers are caught by check_storable on either path.
     """
-    if b"\\u0000" in body:
+    # A one-byte search first: it is several times quicker, and most bodies hold no escape at all.
+    if b"\\" in body and b"\\u0000" in body:
         return None
     try:
         payload = _OwnShapeBatch.model_validate_json(body)

@@ -7,6 +7,7 @@ that bulk writes cost little more than the database's own insert.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import pydantic_core
@@ -146,8 +147,9 @@ def nul_column(records: list[tuple[Any, ...]], columns: tuple[str, ...]) -> tupl
     JSON columns hold it escaped as ``\\u0000``; jsonb refuses that too.
     """
     # Almost no batch holds one: look at all the text at once, and walk the rows only to name the place.
-    text = "".join([v for record in records for v in record if isinstance(v, str)])
-    if "\x00" not in text and "\\u0000" not in text:
+    text = "".join([v for v in chain.from_iterable(records) if isinstance(v, str)])
+    # "\\" first: a one-character search is several times quicker, and most text holds no backslash.
+    if "\x00" not in text and ("\\" not in text or "\\u0000" not in text):
         return None
     for index, record in enumerate(records):
         for column, value in zip(columns, record, strict=False):
