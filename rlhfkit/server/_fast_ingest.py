@@ -36,7 +36,10 @@ class FastBatchIngest:
         if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != PATH:
             await self.app(scope, receive, send)
             return
-        key = self._cached_key(scope["headers"])
+        try:
+            key = self._cached_key(scope["headers"])
+        except Exception:  # FastAPI's route decides, and replies
+            key = None
         if key is None:
             await self.app(scope, receive, send)
             return

@@ -212,3 +212,20 @@ def test_server_startup_freezes_the_heap_and_raises_the_young_threshold() -> Non
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+class FailingCache(MemoryKeyStore):
+    """A key store whose cache fails."""
+
+    def cached(self, key: str) -> tuple[bool, ApiKey | None]:
+        raise RuntimeError("cache down")
+
+
+def test_a_failing_key_cache_gets_a_503_not_a_500() -> None:
+    """When the key cache raises, the request gets the collector's 503 reply, as from FastAPI's route."""
+    keys = FailingCache()
+    client = TestClient(create_app(storage=MemoryStorage(), keys=keys), raise_server_exceptions=False)
+    key = keys.create("default", "t")
+    reply = client.post(URL, content=json.dumps({"interactions": [_interaction()]}).encode(),
+                        headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    assert (reply.status_code, reply.json()["error"]) == (503, "unavailable")
