@@ -110,20 +110,29 @@ def _measure(db_url: str, db_label: str, n: int, page: bool) -> list[Result]:
 
 
 def _index_search(url: str) -> None:
-    """Bring SQLite's search index up to date, as the background catch-up leaves a live database.
+    """Migrate, then bring the search index up to date, as the background catch-up leaves a live database.
 
     The fixture is written by ``SQLStorage.write``, which leaves every row to
-    that catch-up; a no-op once done (the cached file keeps the index).
+    that catch-up (on PostgreSQL, a fixture older than migration 8 is indexed
+    whole by it); a no-op once done (the cached database keeps the index).
     """
-    from rlhfkit.storage import _sql_search
+    from rlhfkit.storage import _sql_search, _sql_search_pg
     from rlhfkit.storage.sql import SQLStorage
 
     storage = SQLStorage(url)
     try:
+        start = time.perf_counter()
+        if storage.upgrade():
+            print(f"  migrated in {time.perf_counter() - start:.1f} s")
         if storage.dialect == "sqlite":
             with storage._connect(write=True) as connection:
                 if _sql_search.has_index(connection):
                     _sql_search.index_rows(connection)
+        else:
+            with storage._connect() as connection:
+                indexed = _sql_search_pg.has_index(connection)
+            if indexed:
+                _sql_search_pg.catch_up(storage, _sql_search.CATCH_UP_BATCH)
     finally:
         storage.close()
 

@@ -16,10 +16,10 @@ import pytest
 
 from rlhfkit._models import Feedback, Interaction, InteractionFilter, RecordBatch
 from rlhfkit.server.dashboard._queries import interaction_page
-from rlhfkit.storage import _sql_filters, _sql_search, sql
+from rlhfkit.storage import _sql_filters, _sql_search, _sql_search_pg, sql
 from rlhfkit.storage.sql import SQLStorage
 from tests.storage_contract import at
-from tests.test_storage_contract import drop_project
+from tests.test_storage_sql_search_pg import schema_url  # noqa: F401  (a fixture)
 
 TEXTS = [
     "Question {k}: how do I parse JSON in Python?",
@@ -30,7 +30,7 @@ TEXTS = [
 ]
 SEARCHES = [
     "question 1", "Question 12:", "QUESTION 7", "straße", "café", "100%", "a_b", "c%d", '"3"', "\\sl", "zz", "on",
-    "Python?", "nothing like this at all", "Answer 4", "answer",
+    "Python?", "nothing like this at all", "Answer 4", "answer", "NAÏVE CAFÉ", "ÜNÏCÖDÉ", "d 3", "and back\\",
 ]  # fmt: skip
 FILTERS: list[dict[str, Any]] = [
     {"min_rating": 4}, {"max_rating": 2}, {"min_rating": 2, "max_rating": 3},
@@ -60,14 +60,12 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStora
     """A storage holding :func:`_data`, on SQLite or PostgreSQL."""
     if request.param == "sqlite":
         store = SQLStorage(f"sqlite:///{tmp_path / 'plans.db'}")
-    else:
-        store = SQLStorage(request.getfixturevalue("postgres_dsn"), project=f"plans-{uuid.uuid4().hex[:12]}")
+    else:  # a schema of its own: the search index's mark is the schema's, not the project's
+        store = SQLStorage(request.getfixturevalue("schema_url"), project=f"plans-{uuid.uuid4().hex[:12]}")
     store.initialize()
     store.write(_data())
     yield store
     store.close()
-    if request.param == "postgres":
-        drop_project(request.getfixturevalue("postgres_dsn"), store.project)
 
 
 def _read(store: SQLStorage, flt: dict[str, Any]) -> tuple[list[str], int, list[str], list[str]]:
@@ -92,9 +90,15 @@ def _plain(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _index(store: SQLStorage, rows: int | None) -> None:
+    """Index the first ``rows`` interactions written (all when None); the others stay above the mark."""
     if store.dialect == "sqlite":
         with store._connect(write=True) as connection:
             _sql_search.index_rows(connection, rows)
+        return
+    with store._connect() as connection:
+        bound = _sql_search_pg.settle(connection)
+    with store._connect() as connection:
+        _sql_search_pg.index_rows(connection, bound, rows)
 
 
 @pytest.mark.parametrize("indexed", [None, 50, 0])
@@ -107,6 +111,8 @@ def test_every_fast_shape_returns_the_rows_of_the_plain_one(
         _plain(plain)
         expected = {str(f): _read(storage, f) for f in FILTERS}
     assert expected[str({"search": "question 1"})][1] == 13  # the data is what these cases need
+    with storage._connect() as connection:  # and the index is asked
+        assert _sql_search.candidates(connection, "Question 12:") is not None
     for narrow in (1, 10**9):  # many ratings (checked per row) / few (selected once, sorted)
         with monkeypatch.context() as forced:
             forced.setattr(_sql_filters, "NARROW", narrow)

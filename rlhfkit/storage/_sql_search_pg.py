@@ -63,6 +63,7 @@ sa = schema.sa
 SEARCH_TABLE = "interactions_search"
 STATE_TABLE = "interactions_search_state"
 SEQUENCE = "interactions_seq"
+EXTENSION = "pg_trgm"
 LOCK_TIMEOUT_MS = 1000
 """How long the catch-up waits for writers to finish before it gives up until the next search."""
 _WORD = re.compile(r"[^\W_]{3}")
@@ -88,19 +89,19 @@ def number_rows(connection: Any) -> None:
 def _trigram_schema(connection: Any) -> str | None:
     """The schema of the pg_trgm extension, created when missing (in ``public`` when it can); None if it cannot be."""
     found = connection.exec_driver_sql(
-        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
+        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = %(name)s", {"name": EXTENSION}
     ).scalar()
     if found is not None:
         return str(found)
     for clause in (" SCHEMA public", ""):
         try:
             with connection.begin_nested():
-                connection.exec_driver_sql(f"CREATE EXTENSION IF NOT EXISTS pg_trgm{clause}")
+                connection.exec_driver_sql(f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}{clause}")
         except sa.exc.DBAPIError as exc:
             error = exc
             continue
         return _trigram_schema(connection)
-    logger.warning("no substring search index (PostgreSQL extension pg_trgm: %s): text search scans", error.orig)
+    logger.warning("no substring search index (PostgreSQL extension %s: %s): text search scans", EXTENSION, error.orig)
     return None
 
 
