@@ -456,20 +456,20 @@ def test_flush_and_close_report_what_remains_and_never_hang() -> None:
 
 
 def test_interpreter_exit_flushes_pending_records(tmp_path: Path) -> None:
-    """Records still queued when a script ends are stored by the exit hook."""
+    """Records still queued when a script ends are stored by the exit hook (in several SQLite statements)."""
     db = tmp_path / "exit.db"
     script = f"""
 from rlhfkit import create_rlhf_logger, StorageBackend
 logger = create_rlhf_logger(backend=StorageBackend.SQLITE, backend_config={{"sqlite": {{"path": {str(db)!r}}}}},
                             batch_size=100000, batch_flush_interval_s=3600)
-for n in range(500):
+for n in range(2000):
     logger.log_interaction(f"prompt {{n}}", "response")
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     with create_rlhf_logger(
         backend=StorageBackend.SQLITE, backend_config={"sqlite": {"path": str(db)}}
     ) as lg:
-        assert lg.get_feedback_stats().total_interactions == 500
+        assert lg.get_feedback_stats().total_interactions == 2000
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

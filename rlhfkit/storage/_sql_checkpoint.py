@@ -41,7 +41,10 @@ class Checkpointer:
     def wrote(self) -> None:
         """Note that a write committed: a checkpoint follows soon."""
         if self._thread is None or self._pid != os.getpid():
-            self._start()
+            try:
+                self._start()
+            except RuntimeError:  # no new threads while the interpreter exits: the backstop applies
+                return
         self._wake.set()
 
     def _start(self) -> None:
@@ -50,8 +53,9 @@ class Checkpointer:
                 return
             self._pid = os.getpid()  # a forked child starts its own thread
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="rlhfkit-sqlite-checkpoint", daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._run, name="rlhfkit-sqlite-checkpoint", daemon=True)
+            thread.start()
+            self._thread = thread
 
     def _run(self) -> None:
         while True:

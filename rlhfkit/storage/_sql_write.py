@@ -7,8 +7,9 @@ dimensions, comparison pairs) only when the feedback itself is new.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 
@@ -112,14 +113,39 @@ def _insert_interactions(connection: Any, project: str, interactions: list[Inter
         for sql, values in statements():
             raw.execute(sql, values)
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlhfkit-sqlite-insert") as executor:
-        running: Future[Any] | None = None
-        for sql, values in statements():
-            if running is not None:
-                running.result()
-            running = executor.submit(raw.execute, sql, values)
-        assert running is not None
-        running.result()
+    _run_beside(raw, statements())
+
+
+def _run_beside(raw: Any, statements: Iterator[tuple[str, tuple[Any, ...]]]) -> None:
+    """Run each statement on a second thread while this one produces the next; raise the first failure."""
+    handoff: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue(maxsize=1)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        while (statement := handoff.get()) is not None:
+            if not failures:
+                try:
+                    raw.execute(*statement)
+                except BaseException as exc:  # raised again on the writing thread
+                    failures.append(exc)
+
+    thread = threading.Thread(target=run, name="rlhfkit-sqlite-insert", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # the interpreter is exiting (its exit hook is storing what is left): no new threads
+        for sql, values in statements:
+            raw.execute(sql, values)
+        return
+    try:
+        for statement in statements:
+            if failures:
+                break
+            handoff.put(statement)
+    finally:
+        handoff.put(None)
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 def write_postgres(connection: Any, project: str, interactions: list[Any], feedback: list[Feedback]) -> None:
