@@ -76,14 +76,23 @@ def _is_omitted(value: Any) -> bool:
     return type(value).__name__ in {"Omit", "NotGiven"}
 
 
+_ATOMS = frozenset({type(None), bool, int, float, str})
+
+
 def jsonable(value: Any, depth: int = 0) -> Any:
     """``value`` as plain JSON types (SDK models dumped, classes named, the rest repr'd)."""
-    if value is None or isinstance(value, bool | int | float | str):
+    if type(value) in _ATOMS or isinstance(value, bool | int | float | str):
         return value
     if depth > 20:
         return repr(value)
     if type(value) is dict or isinstance(value, Mapping):
-        return {str(k): jsonable(v, depth + 1) for k, v in value.items() if not _is_omitted(v)}
+        out = {}
+        for k, v in value.items():
+            if type(v) in _ATOMS:
+                out[k if type(k) is str else str(k)] = v
+            elif not _is_omitted(v):
+                out[k if type(k) is str else str(k)] = jsonable(v, depth + 1)
+        return out
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v, depth + 1) for v in value]
     if isinstance(value, type):
@@ -138,7 +147,15 @@ def _split_prompt(messages: list[Message]) -> tuple[str, list[Message]]:
 
 
 def _params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: jsonable(v) for k, v in kwargs.items() if k not in _NOT_PARAMS and not _is_omitted(v)}
+    params = {}
+    for k, v in kwargs.items():
+        if k in _NOT_PARAMS:
+            continue
+        if type(v) in _ATOMS:
+            params[k] = v
+        elif not _is_omitted(v):
+            params[k] = jsonable(v)
+    return params
 
 
 def _tools(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:

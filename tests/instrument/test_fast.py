@@ -342,3 +342,22 @@ def test_real_sdk_results_take_the_fast_path_and_read_the_same(
     for call in captured:
         same_as_generic(call.provider, call.api, call.kwargs, call.result, call.chunks)
     assert [i.token_usage.cached for i in inst.get_interactions()[1:2] if i.token_usage] == [2]
+
+
+def test_params_and_jsonable_keep_plain_values_and_drop_omitted_ones() -> None:
+    """Request parameters: atoms kept as they are, omitted SDK values dropped, keys made strings, models dumped."""
+    from openai import NOT_GIVEN
+
+    usage = construct_type(type_=openai.types.CompletionUsage, value={"prompt_tokens": 1, "completion_tokens": 2,
+                                                                      "total_tokens": 3})  # fmt: skip
+    kwargs = {
+        "model": "m", "messages": [], "temperature": 0.5, "stream": True, "user": "u", "seed": None,
+        "top_p": NOT_GIVEN, "stream_options": {"include_usage": True, 7: NOT_GIVEN, 8: (1, "a")},
+        "metadata": {"usage": usage},
+    }  # fmt: skip
+    assert _extract._params(kwargs) == {
+        "temperature": 0.5, "stream": True, "user": "u", "seed": None,
+        "stream_options": {"include_usage": True, "8": [1, "a"]},
+        "metadata": {"usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3,
+                               "completion_tokens_details": None, "prompt_tokens_details": None}},
+    }  # fmt: skip
