@@ -144,14 +144,17 @@ def load(url: str, key: str, bodies: list[bytes], batches: int, clients: int = C
     }
 
 
-def _measure(db_url: str, label: str, batches: int, bodies: list[bytes]) -> list[Result]:
-    collector = Collector(db_url)
+def _measure(db_url: str, label: str, batches: int, bodies: list[bytes], workers: int = 1) -> list[Result]:
+    collector = Collector(db_url, workers=workers)
     try:
         load(collector.url, collector.key, bodies, min(20, batches))  # warm-up
         m = load(collector.url, collector.key, bodies, batches)
     finally:
         collector.stop()
-    note = f"{m['ok'] * BATCH:,} interactions in {m['wall_s']:.1f} s, {CLIENTS} clients, 1 uvicorn worker; p50 {m['p50_ms']:.0f} ms"
+    if workers > 1:
+        label = f"{label}, {workers} workers"
+    plural = "worker" if workers == 1 else "workers"
+    note = f"{m['ok'] * BATCH:,} interactions in {m['wall_s']:.1f} s, {CLIENTS} clients, {workers} uvicorn {plural}; p50 {m['p50_ms']:.0f} ms"
     if m["ok"] < batches:
         note += f"; {batches - m['ok']} batches not sent or refused"
     if m["failed"]:
@@ -163,18 +166,24 @@ def _measure(db_url: str, label: str, batches: int, bodies: list[bytes]) -> list
 
 
 def run(quick: bool = False) -> list[Result]:
-    """SQLite first, then PostgreSQL in a fresh schema (when reachable)."""
+    """SQLite first, then PostgreSQL in a fresh schema (when reachable); one uvicorn worker, then one per CPU.
+
+    ``rlhfkit serve --workers N`` runs N collector processes on one port (the
+    collector is stateless), the usual way to use every core of the machine.
+    """
     from ._pg import fresh_schema, postgres_unavailable
 
     batches = 100 if quick else 1_000
     bodies = _bodies(50)
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="rlhfkit-bench-") as tmp:
-        results += _measure(f"sqlite:///{Path(tmp) / 'collector.db'}", "SQLite", batches, bodies)
-    reason = postgres_unavailable()
-    if reason:
-        results.append(Result(NAME, "ingest rate (PostgreSQL)", None, "", note=reason))
-    else:
+    per_cpu = max(2, os.cpu_count() or 1)
+    for workers in (1, per_cpu):
+        with tempfile.TemporaryDirectory(prefix="rlhfkit-bench-") as tmp:
+            results += _measure(f"sqlite:///{Path(tmp) / 'collector.db'}", "SQLite", batches, bodies, workers)
+        reason = postgres_unavailable()
+        if reason:
+            results.append(Result(NAME, "ingest rate (PostgreSQL)", None, "", note=reason))
+            continue
         with fresh_schema("ingest") as url:
-            results += _measure(url, "PostgreSQL", batches, bodies)
+            results += _measure(url, "PostgreSQL", batches, bodies, workers)
     return results
