@@ -96,7 +96,7 @@ def test_sqlite_rows_inserted_several_per_statement_match_one_per_row(tmp_path: 
     from rlhfkit.storage import _sql_write
     from rlhfkit.storage.sql import SQLStorage
 
-    monkeypatch.setattr(_sql_write, "_ROWS_PER_INSERT", 7)  # five statements, run by the second thread
+    monkeypatch.setattr(_sql_write, "_ROWS_PER_INSERT", 7)  # five statements
     interactions = [Interaction(prompt=f"q{k}", user_id=f"u{k % 3}") for k in range(30)]
     interactions.insert(9, interactions[2].model_copy(update={"prompt": "later copy"}))
     records = [rows.interaction_row("p", i) for i in interactions]
@@ -119,8 +119,8 @@ def test_sqlite_rows_inserted_several_per_statement_match_one_per_row(tmp_path: 
     assert [r for r in stored["chunked"] if r[1] == interactions[2].id][0][12] == "q2"
 
 
-def test_a_failing_statement_of_a_pipelined_sqlite_insert_stores_nothing(tmp_path: Any, monkeypatch: Any) -> None:
-    """An error in any statement run by the insert thread fails the write, and its transaction stores nothing."""
+def test_a_failing_statement_of_a_multi_statement_sqlite_insert_stores_nothing(tmp_path: Any, monkeypatch: Any) -> None:
+    """An error in a later statement fails the write, and its transaction stores nothing."""
 
     from rlhfkit.errors import StorageError
     from rlhfkit.storage import _sql_write
