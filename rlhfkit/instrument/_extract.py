@@ -320,6 +320,10 @@ def _openai_responses_request(kwargs: Mapping[str, Any]) -> tuple[str, list[Mess
     return _split_prompt(messages)
 
 
+FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+"""Responses stream events that carry the whole final response."""
+
+
 def _responses_output(response: Any) -> dict[str, Any]:
     text: list[str] = []
     tool_calls: list[dict[str, Any]] = []
@@ -367,13 +371,20 @@ def _openai_responses_response(result: Any, chunks: list[Any]) -> dict[str, Any]
         kind = _g(event, "type")
         if kind == "response.output_text.delta":
             deltas.append(_g(event, "delta") or "")
-        elif kind in {"response.completed", "response.incomplete", "response.failed"}:
+        elif kind in FINAL_RESPONSE_EVENTS:
             final = _g(event, "response")
         elif kind == "response.created":
             created = _g(event, "response")
             response_id, model = _g(created, "id"), _g(created, "model")
+    return responses_stream_result(final, deltas, response_id, model)
+
+
+def responses_stream_result(
+    final: Any, deltas: list[str], response_id: Any, model: Any, read: Callable[[Any], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """What a Responses stream gave: its final response (read by ``read``) when one arrived, else the text deltas."""
     if final is not None:
-        out = _responses_output(final)
+        out = (read or _responses_output)(final)
         out["output_units"] = len(deltas)
         return out
     return {

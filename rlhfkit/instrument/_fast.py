@@ -25,6 +25,7 @@ from .._models import Message, TokenUsage
 from . import _trusted
 from ._extract import (
     _ROLES,
+    FINAL_RESPONSE_EVENTS,
     _anthropic_usage,
     _g,
     _int,
@@ -33,6 +34,7 @@ from ._extract import (
     _split_prompt,
     _text_of,
     jsonable,
+    responses_stream_result,
 )
 from ._extract import (
     extract as _extract,
@@ -90,17 +92,7 @@ def _chat_usage(usage: Any) -> TokenUsage | None:
         d["prompt_tokens_details"],
         d["completion_tokens_details"],
     )
-    if p is None or c is None or details_in is None or details_out is None:
-        return _openai_usage(usage)
-    prompt = _n(p) or 0
-    completion = _n(c) or 0
-    return _trusted.token_usage(
-        prompt,
-        completion,
-        _n(d["total_tokens"]) or prompt + completion,
-        _n(details_in.__dict__["cached_tokens"]),
-        _n(details_out.__dict__["reasoning_tokens"]),
-    )
+    return _detailed_usage(usage, p, c, d["total_tokens"], details_in, details_out)
 
 
 def _responses_usage(usage: Any) -> TokenUsage | None:
@@ -116,14 +108,19 @@ def _responses_usage(usage: Any) -> TokenUsage | None:
         d["input_tokens_details"],
         d["output_tokens_details"],
     )
-    if i is None or o is None or details_in is None or details_out is None:
+    return _detailed_usage(usage, i, o, d["total_tokens"], details_in, details_out)
+
+
+def _detailed_usage(usage: Any, prompt: Any, completion: Any, total: Any, details_in: Any, details_out: Any) -> TokenUsage | None:
+    """The usage of these counts and token details; the generic reader of ``usage`` when one is missing."""
+    if prompt is None or completion is None or details_in is None or details_out is None:
         return _openai_usage(usage)
-    prompt = _n(i) or 0
-    completion = _n(o) or 0
+    p = _n(prompt) or 0
+    c = _n(completion) or 0
     return _trusted.token_usage(
-        prompt,
-        completion,
-        _n(d["total_tokens"]) or prompt + completion,
+        p,
+        c,
+        _n(total) or p + c,
         _n(details_in.__dict__["cached_tokens"]),
         _n(details_out.__dict__["reasoning_tokens"]),
     )
@@ -255,8 +252,6 @@ def _responses_output(response: Any) -> dict[str, Any]:
     }
 
 
-_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
-
 
 def _responses_events(chunks: list[Any]) -> dict[str, Any]:
     deltas: list[str] = []
@@ -270,25 +265,12 @@ def _responses_events(chunks: list[Any]) -> dict[str, Any]:
         kind = e["type"]
         if kind == "response.output_text.delta":
             deltas.append(e["delta"] or "")
-        elif kind in _FINAL_EVENTS:
+        elif kind in FINAL_RESPONSE_EVENTS:
             final = e["response"]
         elif kind == "response.created":
             created = e["response"].__dict__
             response_id, model = created["id"], created["model"]
-    if final is not None:
-        out = _responses_output(final)
-        out["output_units"] = len(deltas)
-        return out
-    return {
-        "response": "".join(deltas),
-        "tool_calls": [],
-        "finish_reason": None,
-        "response_id": response_id,
-        "response_model": model,
-        "usage": None,
-        "finished": False,
-        "output_units": len(deltas),
-    }
+    return responses_stream_result(final, deltas, response_id, model, _responses_output)
 
 
 def openai_responses_response(result: Any, chunks: list[Any]) -> dict[str, Any] | None:
