@@ -1,7 +1,8 @@
 """Collector ingest on loopback: interactions/s and p99 batch latency, SQLite and PostgreSQL.
 
-The collector (``create_app(db_url)``) runs under uvicorn in its own process
-with one worker, on a fresh SQLite file and on a fresh PostgreSQL schema.
+The collector (``create_app(db_url)``) runs under uvicorn in its own process,
+with one worker and with one per CPU, on a fresh SQLite file and on a fresh
+PostgreSQL schema.
 The load generator is this process: a few threads, each with its own kept-alive
 ``http.client`` connection, posting batches of 100 interactions (rlhfkit's JSON shape,
 bodies serialised beforehand; the server assigns ids) to
@@ -144,17 +145,18 @@ def load(url: str, key: str, bodies: list[bytes], batches: int, clients: int = C
     }
 
 
-def _measure(db_url: str, label: str, batches: int, bodies: list[bytes], workers: int = 1) -> list[Result]:
+def _measure(db_url: str, label: str, batches: int, bodies: list[bytes], workers: int) -> list[Result]:
+    from rlhfkit.cli._serve import default_workers
+
     collector = Collector(db_url, workers=workers)
     try:
         load(collector.url, collector.key, bodies, min(20, batches))  # warm-up
         m = load(collector.url, collector.key, bodies, batches)
     finally:
         collector.stop()
-    if workers > 1:
-        label = f"{label}, {workers} workers"
     plural = "worker" if workers == 1 else "workers"
-    note = f"{m['ok'] * BATCH:,} interactions in {m['wall_s']:.1f} s, {CLIENTS} clients, {workers} uvicorn {plural}; p50 {m['p50_ms']:.0f} ms"
+    label = f"{label}, {workers} {plural}" + (", the default" if workers == default_workers(db_url) else "")
+    note = f"{m['ok'] * BATCH:,} interactions in {m['wall_s']:.1f} s, {CLIENTS} clients; p50 {m['p50_ms']:.0f} ms"
     if m["ok"] < batches:
         note += f"; {batches - m['ok']} batches not sent or refused"
     if m["failed"]:
@@ -166,10 +168,11 @@ def _measure(db_url: str, label: str, batches: int, bodies: list[bytes], workers
 
 
 def run(quick: bool = False) -> list[Result]:
-    """SQLite first, then PostgreSQL in a fresh schema (when reachable); one uvicorn worker, then one per CPU.
+    """SQLite, then PostgreSQL in a fresh schema (when reachable); one uvicorn worker, then one per CPU.
 
-    ``rlhfkit serve --workers N`` runs N collector processes on one port (the
-    collector is stateless), the usual way to use every core of the machine.
+    ``rlhfkit serve`` runs one worker on SQLite (one writer at a time) and one
+    per CPU on PostgreSQL (the collector is stateless); both counts are
+    measured on both databases.
     """
     from ._pg import fresh_schema, postgres_unavailable
 

@@ -268,6 +268,44 @@ def test_postgres_bulk_write_is_idempotent(pg_storage: SQLStorage) -> None:
     assert pg_storage.get_interaction("b02999").metadata == {"k": 2999}
 
 
+def test_postgres_batch_of_interactions_sent_again_with_new_ones_stores_the_new_ones(pg_storage: SQLStorage) -> None:
+    """A batch of only interactions is one COPY; when some ids exist, the new ones are stored and the first copies kept."""
+    first = [Interaction(id=f"c{k:03d}", prompt=f"first {k}") for k in range(100)]
+    pg_storage.write(RecordBatch(interactions=first))
+    again = [i.model_copy(update={"prompt": "second"}) for i in first[50:]]
+    new = [Interaction(id=f"n{k:03d}", prompt=f"new {k}") for k in range(30)]
+    pg_storage.write(RecordBatch(interactions=again + new))
+    stored = {i.id: i.prompt for i in pg_storage.iter_interactions(InteractionFilter())}
+    assert len(stored) == 130
+    assert stored["c099"] == "first 99" and stored["n029"] == "new 29"
+
+
+def test_postgres_connection_closed_while_idle_is_replaced(
+    pg_storage: SQLStorage, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection the server closed while it sat idle is pinged, found dead and replaced before a write."""
+    import psycopg
+
+    from rlhfkit.storage import sql
+
+    pg_storage.write(RecordBatch(interactions=[Interaction(id="before", prompt="p")]))
+    with pg_storage.engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    monkeypatch.setattr(sql, "IDLE_PING_S", 0.0)
+    pg_storage.write(RecordBatch(interactions=[Interaction(id="after", prompt="p")]))
+    assert {i.id for i in pg_storage.iter_interactions(InteractionFilter())} == {"before", "after"}
+
+
+def test_parallel_writes_by_dialect(sqlite_storage: SQLStorage, pg_storage: SQLStorage) -> None:
+    """The collector writes to SQLite one batch at a time, to PostgreSQL several at once."""
+    from rlhfkit.storage.sql import POSTGRES_PARALLEL_WRITES
+
+    assert sqlite_storage.parallel_writes == 1
+    assert pg_storage.parallel_writes == POSTGRES_PARALLEL_WRITES > 1
+
+
 def test_feedback_written_before_its_interaction_still_knows_the_model(sqlite_storage: SQLStorage) -> None:
     """Feedback stored before its interaction is attributed to the interaction's model once it arrives."""
     sqlite_storage.write(RecordBatch(feedback=[

@@ -23,7 +23,12 @@ def serve(
     ),
     max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="Larger request bodies get 413."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="An origin allowed to call the API (repeatable)."),
-    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="uvicorn worker processes (default: one per CPU on PostgreSQL, one on SQLite).",
+    ),
     access_log: bool = typer.Option(
         False,
         "--access-log/--no-access-log",
@@ -36,6 +41,7 @@ def serve(
     from ..server import create_app
 
     uvicorn = require("uvicorn", "server")
+    workers = workers or default_workers(db)
     app = create_app(db, max_body_bytes=int(max_body_mb * 1024 * 1024), cors_origins=cors_origin)
     address = f"http://{host}:{port}"
     typer.echo(f"rlhfkit collector on {address}  (database {db})")
@@ -55,6 +61,17 @@ def serve(
         )  # fmt: skip
     else:
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+
+
+def default_workers(db: str) -> int:
+    """One worker process per CPU on PostgreSQL (the collector is stateless; a process uses one core), one on SQLite.
+
+    SQLite takes one writer at a time: a second process only waits for the
+    write lock (measured slower), and an in-memory database lives in one process.
+    """
+    from ..storage.sql import normalize_url
+
+    return max(1, os.cpu_count() or 1) if normalize_url(db).startswith("postgresql") else 1
 
 
 def _demo_key(keys: object, name: str) -> str:

@@ -1,12 +1,15 @@
 """Group commit: concurrent ingest requests to one storage share one write.
 
-While a write to a storage is in progress, batches that arrive for the same
-storage wait; when it ends, one waiting request writes all of them as one
-:class:`~rlhfkit.RecordBatch` (one transaction, one commit), and each request
-returns when the write holding its batch has ended. Under load this turns
-many small commits into fewer larger ones, and on SQLite it keeps the
-threads of one process from queueing on the database's write lock (whose
-busy handler sleeps between tries).
+While as many writes to a storage as it takes at once are in progress
+(``parallel_writes``: one on SQLite, a few on PostgreSQL), batches that
+arrive for the same storage wait; when a write ends, one waiting request
+writes all of them as one :class:`~rlhfkit.RecordBatch` (one transaction,
+one commit), and each request returns when the write holding its batch has
+ended. Under load this turns many small commits into fewer larger ones; on
+SQLite it keeps the threads of one process from queueing on the database's
+write lock (whose busy handler sleeps between tries), and on PostgreSQL a
+second write lets the server store one batch while this process reads the
+next.
 
 Every batch is stored whole or not at all, as if it had been written alone:
 records keep their order (the first copy of an id wins), and when a combined
@@ -38,7 +41,7 @@ class _Job:
 @dataclass
 class _Queue:
     pending: list[_Job] = field(default_factory=list)
-    busy: bool = False
+    writing: int = 0
 
 
 class WriteCombiner:
@@ -57,11 +60,12 @@ class WriteCombiner:
         """Store ``batch`` in ``storage``, possibly in one transaction with other waiting batches."""
         job = _Job(batch)
         key = id(storage)
+        limit = max(1, getattr(storage, "parallel_writes", 1))
         with self._cond:
             queue = self._queues.setdefault(key, _Queue())
             queue.pending.append(job)
         while not job.done:
-            jobs = self._lead(queue, job)
+            jobs = self._lead(queue, job, limit)
             if jobs:
                 try:
                     _write_all(storage, jobs)
@@ -70,14 +74,14 @@ class WriteCombiner:
         if job.error is not None:
             raise job.error
 
-    def _lead(self, queue: _Queue, job: _Job) -> list[_Job]:
+    def _lead(self, queue: _Queue, job: _Job, limit: int) -> list[_Job]:
         """Wait until ``job`` is written by another thread (then ``[]``) or this one may write (the jobs to write)."""
         with self._cond:
-            while queue.busy and not job.done:
+            while queue.writing >= limit and not job.done:
                 self._cond.wait()
             if job.done:
                 return []
-            queue.busy = True
+            queue.writing += 1
             return self._take(queue)
 
     def _release(self, key: int, queue: _Queue, jobs: list[_Job]) -> None:
@@ -86,8 +90,8 @@ class WriteCombiner:
                 if not job.done:  # the write was interrupted by a BaseException
                     job.error = RuntimeError("the write holding this batch was interrupted")
                     job.done = True
-            queue.busy = False
-            if not queue.pending:
+            queue.writing -= 1
+            if not queue.pending and not queue.writing:
                 del self._queues[key]
             self._cond.notify_all()
 

@@ -16,7 +16,7 @@ from ..errors import ValidationError
 from . import _sql_rows as rows
 from ._sql_schema import sessions
 
-__all__ = ["refuse_nul", "upsert_sessions", "write_postgres", "write_sqlite"]
+__all__ = ["copy_new_interactions", "refuse_nul", "upsert_sessions", "write_postgres", "write_sqlite"]
 
 
 def refuse_nul(project: str, interactions: list[Any], feedback: list[Feedback], sessions: list[FeedbackSession]) -> None:
@@ -103,18 +103,47 @@ def _insert_interactions(connection: Any, project: str, interactions: list[Inter
         raw.execute(full if len(chunk) == size else head + ", ".join([one] * len(chunk)), tuple(chain.from_iterable(chunk)))
 
 
-def write_postgres(connection: Any, project: str, interactions: list[Any], feedback: list[Feedback]) -> None:
+def copy_new_interactions(connection: Any, interactions: list[Any]) -> bool:
+    """COPY interaction rows straight into their table, on a connection in autocommit mode.
+
+    The COPY is its own transaction: every row is stored, or (an id is stored
+    already, a batch sent again) none is and the result is False.
+    """
+    from psycopg import errors
+
+    raw = connection.connection.driver_connection
+    try:
+        with raw.cursor() as cursor, cursor.copy(_copy_sql("interactions", rows.INTERACTION_COLUMNS)) as pipe:
+            for record in interactions:
+                pipe.write_row(record)
+    except errors.UniqueViolation:
+        return False
+    return True
+
+
+def _copy_sql(table: str, columns: Sequence[str]) -> str:
+    return f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+
+
+def write_postgres(
+    connection: Any, project: str, interactions: list[Any], feedback: list[Feedback], copy_first: bool = True
+) -> None:
     """COPY new interactions straight into their table; everything else (and a batch sent again) through
-    temporary tables and INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
+    temporary tables and INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+
+    ``copy_first=False`` skips the straight COPY (an id of the batch is known to be stored).
+    """
     raw = connection.connection.driver_connection
     created: set[str] = connection.connection.info.setdefault("rlhfkit_temp_tables", set())
     try:
-        _copy_all(raw, created, project, interactions, feedback)
+        _copy_all(raw, created, project, interactions, feedback, copy_first)
     except BaseException:
         created.clear()  # a rolled-back transaction takes the temporary tables it created with it
         raise
 
-def _copy_all(raw: Any, created: set[str], project: str, interactions: list[Any], feedback: list[Feedback]) -> None:
+def _copy_all(
+    raw: Any, created: set[str], project: str, interactions: list[Any], feedback: list[Feedback], copy_first: bool
+) -> None:
     p = project
     with raw.cursor() as cursor:
 
@@ -127,14 +156,15 @@ def _copy_all(raw: Any, created: set[str], project: str, interactions: list[Any]
                     "ON COMMIT DELETE ROWS"
                 )
                 created.add(temp)
-            with cursor.copy(f"COPY {temp} ({', '.join(columns)}) FROM STDIN") as pipe:
+            with cursor.copy(_copy_sql(temp, columns)) as pipe:
                 for record in records:
                     pipe.write_row(record)
             cursor.execute(insert.format(temp=temp, names=", ".join(columns)))
             return cursor.fetchall() if cursor.description else []
 
         plain = "INSERT INTO {table} ({{names}}) SELECT {{names}} FROM {{temp}} t ON CONFLICT DO NOTHING"
-        if interactions and not _copy_if_all_new(cursor, "interactions", rows.INTERACTION_COLUMNS, interactions):
+        columns = rows.INTERACTION_COLUMNS
+        if interactions and not (copy_first and _copy_if_all_new(cursor, "interactions", columns, interactions)):
             copy("interactions", rows.INTERACTION_COLUMNS, interactions, plain.format(table="interactions"))
         if not feedback:
             return
@@ -188,7 +218,7 @@ def _copy_if_all_new(cursor: Any, table: str, columns: Sequence[str], records: l
 
     cursor.execute("SAVEPOINT rlhfkit_copy")
     try:
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as pipe:
+        with cursor.copy(_copy_sql(table, columns)) as pipe:
             for record in records:
                 pipe.write_row(record)
     except errors.UniqueViolation:

@@ -143,3 +143,49 @@ def test_a_combined_write_stores_what_writing_each_batch_in_turn_stores(tmp_path
         }
         assert [f.interaction_id for f in storage.iter_feedback(FeedbackFilter())] == [first.id]
         storage.close()
+
+
+class ParallelStorage(MemoryStorage):
+    """A MemoryStorage taking ``parallel_writes`` writes at once; each write waits for a gate, counting writers."""
+
+    def __init__(self, parallel_writes: int) -> None:
+        super().__init__()
+        self.parallel_writes = parallel_writes
+        self.gate = threading.Event()
+        self.inside = 0
+        self.most_inside = 0
+        self._count = threading.Lock()
+
+    def write(self, batch: RecordBatch) -> None:
+        with self._count:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        self.gate.wait(10)
+        with self._count:
+            self.inside -= 1
+        super().write(batch)
+
+
+@pytest.mark.parametrize("parallel_writes", [1, 3])
+def test_a_storage_gets_as_many_writes_at_once_as_it_takes(parallel_writes: int) -> None:
+    """Up to ``parallel_writes`` writes run together; the batches waiting meanwhile are combined, none lost."""
+    storage = ParallelStorage(parallel_writes)
+    combiner = WriteCombiner()
+    threads = [threading.Thread(target=combiner.write, args=(storage, _batch(f"p{k}"))) for k in range(8)]
+    for t in threads:
+        t.start()
+    deadline = threading.Event()
+    for _ in range(2000):  # until the writers allowed are in and the other batches wait
+        with combiner._cond:
+            queue = combiner._queues.get(id(storage))
+            waiting = len(queue.pending) if queue else 0
+        if storage.inside == parallel_writes and waiting == 8 - parallel_writes:
+            break
+        deadline.wait(0.005)
+    assert storage.inside == parallel_writes
+    storage.gate.set()
+    for t in threads:
+        t.join(10)
+    assert storage.most_inside == parallel_writes
+    assert len(list(storage.iter_interactions(InteractionFilter()))) == 8
+    assert combiner._queues == {}
