@@ -21,6 +21,7 @@ from typing import Any
 from ._common import CACHE, Result, fmt, machine
 
 BENCHMARKS = (
+    "calibration",
     "core_logger",
     "storage_write",
     "stats",
