@@ -112,6 +112,12 @@ class RecordBuffer:
         if deliverable:
             self.undelivered.append(record)
 
+    def add_interaction(self, interaction: Interaction, deliverable: bool) -> None:
+        """:meth:`add` of an interaction."""
+        self.interactions[interaction.id] = interaction
+        if deliverable:
+            self.undelivered.append(interaction)
+
     @property
     def full(self) -> bool:
         """Whether the buffer holds ``max_size`` records or more."""

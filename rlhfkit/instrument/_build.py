@@ -44,8 +44,17 @@ from . import _trusted
 from ._calls import Call
 from ._capture import CapturedCall, response_text
 from ._context import merge_context
-from ._extract import _g, _openai_chat_request, _openai_usage, error_info, jsonable
-from ._fast import extract
+from ._extract import (
+    _g,
+    _openai_chat_request,
+    _openai_usage,
+    error_info,
+    jsonable,
+    model_of,
+    params_of,
+    tools_of,
+)
+from ._fast import read_call
 
 __all__ = ["feedback_from_event", "interaction_from_call", "interaction_from_captured", "token_usage"]
 
@@ -104,36 +113,50 @@ def _metrics(
 
 def interaction_from_call(call: Call, base_context: ContextData | None, capture_metrics: bool) -> Interaction:
     """The Interaction of a finished SDK call."""
-    fields = extract(call.provider, call.api, call.kwargs, call.result, call.chunks)
-    fields.setdefault("response_id", None)
-    finished = fields.pop("finished", False)
-    units = fields.pop("output_units", None)
-    response_model = fields.pop("response_model", None)
-    usage = fields.pop("usage", None)
+    kwargs, stream = call.kwargs, call.stream
+    prompt, context, read = read_call(call.provider, call.api, kwargs, call.result, call.chunks)
+    usage = read.get("usage")
     end_time = call.t_last if call.end == "gc" and call.t_last is not None else call.t_end
     retries = call.retries_taken if call.retries_taken is not None else max(call.attempts - 1, 0)
-    metrics = _metrics(call.t0, call.t_first, end_time, usage, units, retries)
-    metadata: dict[str, Any] = {"api": _API_NAMES.get(call.api, call.api), "stream": call.stream}
-    if call.stream:
+    metrics = _metrics(call.t0, call.t_first, end_time, usage, read.get("output_units"), retries)
+    model = model_of(kwargs, read.get("response_model"))
+    metadata: dict[str, Any] = {"api": _API_NAMES.get(call.api, call.api), "stream": stream}
+    if stream:
         metadata["stream_end"] = call.end
-    if response_model and response_model != fields.get("model"):
+    response_model = read.get("response_model")
+    if response_model and response_model != model:
         metadata["response_model"] = response_model
-    user_id = _who(call.scope, call.request_ctx, "user_id")
+    scope, request = call.scope, call.request_ctx
+    if scope is None and request is None:
+        user_id = session_id = None
+    else:
+        user_id, session_id = _who(scope, request, "user_id"), _who(scope, request, "session_id")
     if user_id is None:
-        user = call.kwargs.get("user") or _g(call.kwargs.get("metadata"), "user_id")
+        user = kwargs.get("user") or _g(kwargs.get("metadata"), "user_id")
         user_id = user if isinstance(user, str) else None
-    fields["provider"] = call.provider
-    fields["token_usage"] = usage
-    fields["latency"] = metrics.total_response_time_ms
-    fields["metrics"] = metrics if capture_metrics else None
-    fields["error"] = error_info(call.error) if call.error is not None else None
-    fields["incomplete"] = call.stream and (call.end != "exhausted" or not finished or call.error is not None)
-    fields["user_id"] = user_id
-    fields["session_id"] = _who(call.scope, call.request_ctx, "session_id")
-    fields["environment"] = merge_context(base_context, call.request_ctx, call.scope) if base_context else None
-    fields["metadata"] = metadata
-    fields["timestamp"] = datetime.fromtimestamp(call.wall, UTC)
-    return _trusted.interaction(fields)
+    error = call.error
+    values = _trusted.interaction_values()
+    values["prompt"] = prompt
+    values["context"] = context
+    values["tools"] = tools_of(kwargs)
+    values["model_params"] = params_of(kwargs)
+    values["response"] = read["response"]
+    values["tool_calls"] = read["tool_calls"]
+    values["finish_reason"] = read["finish_reason"]
+    values["response_id"] = read.get("response_id")
+    values["model"] = model
+    values["provider"] = call.provider
+    values["token_usage"] = usage
+    values["latency"] = metrics.total_response_time_ms
+    values["metrics"] = metrics if capture_metrics else None
+    values["error"] = error_info(error) if error is not None else None
+    values["incomplete"] = stream and (call.end != "exhausted" or not read.get("finished", False) or error is not None)
+    values["user_id"] = user_id
+    values["session_id"] = session_id
+    values["environment"] = merge_context(base_context, request, scope) if base_context else None
+    values["metadata"] = metadata
+    values["timestamp"] = datetime.fromtimestamp(call.wall, UTC)
+    return _trusted.interaction_of(values)
 
 
 def _prompt_and_context(prompt: Any, context: list[Any]) -> tuple[str, list[Message]]:

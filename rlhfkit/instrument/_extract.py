@@ -18,7 +18,7 @@ from typing import Any
 from .._models import ErrorInfo, Message, TokenUsage
 from . import _trusted
 
-__all__ = ["extract", "jsonable"]
+__all__ = ["extract", "jsonable", "model_of", "params_of", "read_call", "tools_of"]
 
 logger = logging.getLogger("rlhfkit.instrument")
 
@@ -146,7 +146,8 @@ def _split_prompt(messages: list[Message]) -> tuple[str, list[Message]]:
     return "(no text prompt)", messages
 
 
-def _params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def params_of(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The request parameters worth keeping, as JSON values (not the prompt, tools or model)."""
     params = {}
     for k, v in kwargs.items():
         if k in _NOT_PARAMS:
@@ -158,11 +159,16 @@ def _params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _tools(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+def tools_of(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The tools offered, as JSON dicts."""
     tools = kwargs.get("tools")
     if not tools or _is_omitted(tools):
         return []
     return [t if isinstance(t, dict) else {"tool": t} for t in (jsonable(x) for x in tools)]
+
+
+_params = params_of
+_tools = tools_of
 
 
 def _int(value: Any) -> int | None:
@@ -521,6 +527,40 @@ _EXTRACTORS = {
 }
 
 
+_NO_RESPONSE = (("response", ""), ("tool_calls", None), ("finish_reason", None), ("response_id", None),
+                ("usage", None), ("finished", False))  # fmt: skip
+
+
+def read_call(
+    provider: str,
+    api: str,
+    kwargs: Mapping[str, Any],
+    result: Any,
+    chunks: list[Any],
+    fast_request: Callable[[Mapping[str, Any]], tuple[str, list[Message]]] | None = None,
+    fast_response: Callable[[Any, list[Any]], dict[str, Any] | None] | None = None,
+) -> tuple[str, list[Message], dict[str, Any]]:
+    """The prompt, the context and the response fields of one call.
+
+    ``fast_request`` replaces the API's request reader; ``fast_response`` is
+    tried before the response reader, which runs when it returns None.
+    """
+    read_request, read_response = _EXTRACTORS[(provider, api)]
+    prompt, context = (fast_request or read_request)(kwargs)
+    if result is None and not chunks:
+        empty: dict[str, Any] = dict(_NO_RESPONSE)
+        empty["tool_calls"] = []
+        return prompt, context, empty
+    response = fast_response(result, chunks) if fast_response is not None else None
+    return prompt, context, response if response is not None else read_response(result, chunks)
+
+
+def model_of(kwargs: Mapping[str, Any], response_model: Any) -> Any:
+    """The model asked for, else the one the response names."""
+    model = kwargs.get("model")
+    return str(model) if model and not _is_omitted(model) else response_model
+
+
 def extract(
     provider: str,
     api: str,
@@ -530,26 +570,14 @@ def extract(
     fast_request: Callable[[Mapping[str, Any]], tuple[str, list[Message]]] | None = None,
     fast_response: Callable[[Any, list[Any]], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """prompt, context, tools, params and the response fields of one call.
-
-    ``fast_request`` replaces the API's request reader; ``fast_response`` is
-    tried before the response reader, which runs when it returns None.
-    """
-    read_request, read_response = _EXTRACTORS[(provider, api)]
-    prompt, context = (fast_request or read_request)(kwargs)
+    """prompt, context, tools, params and the response fields of one call (see :func:`read_call`)."""
+    prompt, context, response = read_call(provider, api, kwargs, result, chunks, fast_request, fast_response)
     fields: dict[str, Any] = {
         "prompt": prompt,
         "context": context,
-        "tools": _tools(kwargs),
-        "model_params": _params(kwargs),
+        "tools": tools_of(kwargs),
+        "model_params": params_of(kwargs),
     }
-    if result is None and not chunks:
-        fields.update(
-            response="", tool_calls=[], finish_reason=None, response_id=None, usage=None, finished=False
-        )
-    else:
-        response = fast_response(result, chunks) if fast_response is not None else None
-        fields.update(response if response is not None else read_response(result, chunks))
-    model = kwargs.get("model")
-    fields["model"] = str(model) if model and not _is_omitted(model) else fields.get("response_model")
+    fields.update(response)
+    fields["model"] = model_of(kwargs, fields.get("response_model"))
     return fields

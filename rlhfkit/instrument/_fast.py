@@ -39,8 +39,11 @@ from ._extract import (
 from ._extract import (
     extract as _extract,
 )
+from ._extract import (
+    read_call as _read_call,
+)
 
-__all__ = ["READERS", "extract", "openai_chat_request"]
+__all__ = ["READERS", "extract", "openai_chat_request", "read_call"]
 
 # What a lookup on an unexpected shape raises: a dict has no __dict__, a field is not declared ...
 _SHAPE_ERRORS = (AttributeError, KeyError, TypeError, IndexError)
@@ -407,3 +410,11 @@ def extract(
     """:func:`._extract.extract` with the fast readers, the generic ones taking over for other shapes."""
     key = (provider, api)
     return _extract(provider, api, kwargs, result, chunks, _REQUESTS.get(key), READERS.get(key))
+
+
+def read_call(
+    provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: list[Any]
+) -> tuple[str, list[Message], dict[str, Any]]:
+    """:func:`._extract.read_call` with the fast readers, the generic ones taking over for other shapes."""
+    key = (provider, api)
+    return _read_call(provider, api, kwargs, result, chunks, _REQUESTS.get(key), READERS.get(key))

@@ -32,7 +32,7 @@ from .._models import (
     _TrustedBuilder,
 )
 
-__all__ = ["clone", "interaction", "message", "metrics", "token_usage"]
+__all__ = ["clone", "interaction", "interaction_of", "interaction_values", "message", "metrics", "token_usage"]
 
 _NONE = type(None)
 _ROLES = frozenset({"user", "assistant", "system", "tool", "developer", "function"})
@@ -188,3 +188,44 @@ def interaction(fields: dict[str, Any]) -> Interaction:
         values["id"] = _new_id_at(time.time_ns())
         return _INTERACTION.build(values)
     return Interaction(**fields)
+
+
+interaction_values = _INTERACTION.values
+"""A fresh dict of every Interaction field (the defaults; None for the worker's fields) for :func:`interaction_of`."""
+
+
+def _str_keys(value: Any) -> bool:
+    if type(value) is not dict:
+        return False
+    for key in value:
+        if type(key) is not str:
+            return False
+    return True
+
+
+def interaction_of(values: dict[str, Any]) -> Interaction:
+    """:func:`interaction` of a dict from :func:`interaction_values` filled by the worker's call reader.
+
+    Only the values that come from outside (the request, the server's reply,
+    the context) are checked here; the others the reader builds with the exact
+    type validation keeps: ``Message`` lists, dicts with ``str`` keys, our own
+    models, a ``bool``, a UTC ``datetime``, a ``str`` provider.
+    """
+    prompt, latency = values["prompt"], values["latency"]
+    if (
+        type(prompt) is str
+        and bool(prompt.strip())
+        and type(values["response"]) is str
+        and _str_or_none(values["model"])
+        and _str_or_none(values["response_id"])
+        and _str_or_none(values["finish_reason"])
+        and _str_or_none(values["user_id"])
+        and _str_or_none(values["session_id"])
+        and (latency is None or (type(latency) is float and latency >= 0))
+        and _str_keys(values["model_params"])
+        and _dicts(values["tool_calls"])
+    ):
+        values["id"] = _new_id_at(time.time_ns())
+        return _INTERACTION.build(values)
+    del values["id"], values["feedback_ids"]
+    return Interaction(**values)

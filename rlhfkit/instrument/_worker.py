@@ -216,13 +216,18 @@ class Worker:
 
     def accept(self, interaction: Interaction) -> None:
         """Keep, count and announce an interaction; make room first when the buffer is full."""
-        if self.buffer.full:
+        buffer, config = self.buffer, self.config
+        if buffer.full:
             self._on_full()
-        self.buffer.add(interaction, deliverable=bool(self.destinations))
-        self.metrics.interaction(interaction, self.config.capture_usage_patterns)
-        self.call(self.config.on_interaction_captured, interaction)
-        self.emit("interaction-captured", interaction)
-        if interaction.error is not None:
+        buffer.add_interaction(interaction, bool(self.destinations))
+        self.metrics.interaction(interaction, config.capture_usage_patterns)
+        callback = config.on_interaction_captured
+        if callback is not None:
+            self.call(callback, interaction)
+        handlers = self.handlers
+        if handlers["interaction-captured"]:
+            self.emit("interaction-captured", interaction)
+        if handlers["error-captured"] and interaction.error is not None:
             self.emit("error-captured", interaction)
 
     def accept_feedback(self, feedback: Feedback) -> None:

@@ -299,6 +299,40 @@ def test_trusted_interaction_validates_what_it_cannot_vouch_for(changes: dict[st
     assert got.model_dump(exclude={"id"}) == expected.model_dump(exclude={"id"})
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"prompt": "   "},
+        {"latency": -1.0},
+        {"response_id": 12},
+        {"model": 3},
+        {"finish_reason": 1},
+        {"model_params": {1: "x"}},
+        {"tool_calls": ["not a dict"]},
+    ],
+)
+def test_worker_interaction_validates_the_values_from_outside(changes: dict[str, Any]) -> None:
+    """The worker's build checks request and reply values: anything not exactly of its type is validated as before."""
+
+    def values() -> dict[str, Any]:
+        filled = _trusted.interaction_values()
+        filled.update(_fields(**changes))
+        return filled
+
+    try:
+        expected = Interaction(**_fields(**changes))
+    except pydantic.ValidationError:
+        with pytest.raises(pydantic.ValidationError):
+            _trusted.interaction_of(values())
+        return
+    got = _trusted.interaction_of(values())
+    assert got.id and got.feedback_ids == []
+    assert got.model_dump(exclude={"id"}) == expected.model_dump(exclude={"id"})
+    assert got.model_dump_json(exclude={"id"}) == expected.model_dump_json(exclude={"id"})
+    assert got.model_fields_set == expected.model_fields_set | {"id"}
+
+
 # --------------------------------------------------------------------------- real SDK objects
 
 
