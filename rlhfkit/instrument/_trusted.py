@@ -59,8 +59,12 @@ _INTERACTION = _TrustedBuilder(Interaction, ("id", *INTERACTION_FIELDS))
 _MESSAGE_FIELDS = frozenset({"role", "content"})
 
 
-def _count(value: Any) -> bool:
-    return type(value) is int and value >= 0
+# Every TokenUsage field is given, so pydantic's __setattr__ never adds to the
+# fields set: the usages built here share one (a set per record is one more
+# object for the collector to count and visit while the record is buffered).
+_USAGE_FIELDS_SET: set[str] | None = (
+    set(_USAGE.fields_set) if _USAGE.fields_set == frozenset(TokenUsage.model_fields) else None
+)
 
 
 def token_usage(
@@ -68,22 +72,28 @@ def token_usage(
 ) -> TokenUsage:
     """``TokenUsage(prompt=..., completion=..., total=..., cached=..., reasoning=...)``."""
     if (
-        _count(prompt)
-        and _count(completion)
-        and _count(total)
+        type(prompt) is int
+        and prompt >= 0
+        and type(completion) is int
+        and completion >= 0
+        and type(total) is int
+        and total >= 0
         and (total or not (prompt or completion))  # else the model's validator fills the total
-        and (cached is None or _count(cached))
-        and (reasoning is None or _count(reasoning))
+        and (cached is None or (type(cached) is int and cached >= 0))
+        and (reasoning is None or (type(reasoning) is int and reasoning >= 0))
     ):
         values = _USAGE.values()
         values["prompt"], values["completion"], values["total"] = prompt, completion, total
         values["cached"], values["reasoning"] = cached, reasoning
-        return _USAGE.build(values)
+        if _USAGE_FIELDS_SET is None:
+            return _USAGE.build(values)
+        model: TokenUsage = _new_object(TokenUsage)
+        _set_dict(model, values)
+        _set_fields_set(model, _USAGE_FIELDS_SET)
+        _set_extra(model, None)
+        _set_private(model, None)
+        return model
     return TokenUsage(prompt=prompt, completion=completion, total=total, cached=cached, reasoning=reasoning)
-
-
-def _ms(value: Any) -> bool:
-    return value is None or (type(value) is float and value >= 0)
 
 
 def metrics(
@@ -95,7 +105,14 @@ def metrics(
     cache_hit: bool | None,
 ) -> PerformanceMetrics:
     """``PerformanceMetrics`` of a call (times in milliseconds)."""
-    if _ms(ttft) and _ms(total) and _ms(streaming) and _ms(tps) and _count(retries):
+    if (
+        (ttft is None or (type(ttft) is float and ttft >= 0))
+        and (total is None or (type(total) is float and total >= 0))
+        and (streaming is None or (type(streaming) is float and streaming >= 0))
+        and (tps is None or (type(tps) is float and tps >= 0))
+        and type(retries) is int
+        and retries >= 0
+    ):
         values = _METRICS.values()
         values["time_to_first_token_ms"], values["total_response_time_ms"] = ttft, total
         values["streaming_time_ms"], values["tokens_per_second"] = streaming, tps

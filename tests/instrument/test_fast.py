@@ -234,6 +234,9 @@ def test_trusted_models_equal_validated_ones_and_bad_values_still_fail() -> None
     """Usage, metrics and messages equal their validated twins; values validation refuses are still refused."""
     assert _trusted.token_usage(3, 4, 7, 1, None) == TokenUsage(prompt=3, completion=4, total=7, cached=1)
     assert _trusted.token_usage(3, 4, 0, None, None).total == 7
+    shared = _trusted.token_usage(1, 2, 3, None, None)
+    shared.cached = 5  # every field is in the fields set: assigning one leaves the set (shared or not) as it is
+    assert shared.model_fields_set == set(TokenUsage.model_fields) == _trusted.token_usage(1, 1, 2, 0, 0).model_fields_set
     with pytest.raises(pydantic.ValidationError):
         _trusted.token_usage(-1, 4, 3, None, None)
     assert _trusted.metrics(1.0, 2.0, None, 3.5, 1, True) == PerformanceMetrics(
