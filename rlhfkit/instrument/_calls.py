@@ -19,7 +19,7 @@ import contextvars
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from ._slim import Slimmer, keep, slimmer_for
@@ -89,7 +89,7 @@ class Call:
         self.request_ctx = request_ctx
         self.attempts = 0
         self.retries_taken: int | None = None
-        self.chunks: list[Any] = []
+        self.chunks: Sequence[Any] = ()  # a list once the call turns out to be a stream
         self.done = False
         self.end: str | None = None
         self.error: BaseException | None = None
@@ -183,7 +183,9 @@ def remove_retry_hook(http_client: Any) -> None:
 
 
 def _iterate(source: Iterator[Any], call: Call) -> Iterator[Any]:
-    keep, clock = call.chunks.append, perf_counter
+    chunks: list[Any] = []
+    call.chunks = chunks
+    keep, clock = chunks.append, perf_counter
     try:
         call.in_next = True
         for item in source:  # the first item, timed as the first token
@@ -213,7 +215,9 @@ def _iterate(source: Iterator[Any], call: Call) -> Iterator[Any]:
 
 
 async def _aiterate(source: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
-    keep, clock = call.chunks.append, perf_counter
+    chunks: list[Any] = []
+    call.chunks = chunks
+    keep, clock = chunks.append, perf_counter
     try:
         call.in_next = True
         async for item in source:  # the first item, timed as the first token

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._models import ErrorInfo, Message, TokenUsage
@@ -242,7 +242,7 @@ def _openai_tool_call(call: Any) -> dict[str, Any]:
     }
 
 
-def _openai_chat_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
+def _openai_chat_response(result: Any, chunks: Sequence[Any]) -> dict[str, Any]:
     if not chunks:
         body = _raw_body(result)
         choices = _g(body, "choices") or []
@@ -361,7 +361,7 @@ def _responses_output(response: Any) -> dict[str, Any]:
     }
 
 
-def _openai_responses_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
+def _openai_responses_response(result: Any, chunks: Sequence[Any]) -> dict[str, Any]:
     if not chunks:
         body = _raw_body(result)
         out = _responses_output(body)
@@ -450,7 +450,7 @@ def _anthropic_usage(usage: Any, base: TokenUsage | None = None) -> TokenUsage |
     )
 
 
-def _anthropic_response(result: Any, chunks: list[Any]) -> dict[str, Any]:
+def _anthropic_response(result: Any, chunks: Sequence[Any]) -> dict[str, Any]:
     if not chunks:
         body = _raw_body(result)
         text, tool_calls = [], []
@@ -536,9 +536,9 @@ def read_call(
     api: str,
     kwargs: Mapping[str, Any],
     result: Any,
-    chunks: list[Any],
+    chunks: Sequence[Any],
     fast_request: Callable[[Mapping[str, Any]], tuple[str, list[Message]]] | None = None,
-    fast_response: Callable[[Any, list[Any]], dict[str, Any] | None] | None = None,
+    fast_response: Callable[[Any, Sequence[Any]], dict[str, Any] | None] | None = None,
 ) -> tuple[str, list[Message], dict[str, Any]]:
     """The prompt, the context and the response fields of one call.
 
@@ -566,9 +566,9 @@ def extract(
     api: str,
     kwargs: Mapping[str, Any],
     result: Any,
-    chunks: list[Any],
+    chunks: Sequence[Any],
     fast_request: Callable[[Mapping[str, Any]], tuple[str, list[Message]]] | None = None,
-    fast_response: Callable[[Any, list[Any]], dict[str, Any] | None] | None = None,
+    fast_response: Callable[[Any, Sequence[Any]], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """prompt, context, tools, params and the response fields of one call (see :func:`read_call`)."""
     prompt, context, response = read_call(provider, api, kwargs, result, chunks, fast_request, fast_response)

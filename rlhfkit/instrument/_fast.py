@@ -18,7 +18,7 @@ the work, so an unknown shape is read exactly as before.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._models import Message, TokenUsage
@@ -166,7 +166,7 @@ def _chat_completion(result: Any) -> dict[str, Any]:
     }
 
 
-def _chat_chunks(chunks: list[Any]) -> dict[str, Any]:
+def _chat_chunks(chunks: Sequence[Any]) -> dict[str, Any]:
     text: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     out: dict[str, Any] = {"finished": False, "usage": None, "finish_reason": None}
@@ -214,7 +214,7 @@ def _chat_chunks(chunks: list[Any]) -> dict[str, Any]:
     return out
 
 
-def openai_chat_response(result: Any, chunks: list[Any]) -> dict[str, Any] | None:
+def openai_chat_response(result: Any, chunks: Sequence[Any]) -> dict[str, Any] | None:
     """``_openai_chat_response`` of a ChatCompletion or chat chunks; None for another shape."""
     try:
         return _chat_chunks(chunks) if chunks else _chat_completion(result)
@@ -256,7 +256,7 @@ def _responses_output(response: Any) -> dict[str, Any]:
 
 
 
-def _responses_events(chunks: list[Any]) -> dict[str, Any]:
+def _responses_events(chunks: Sequence[Any]) -> dict[str, Any]:
     deltas: list[str] = []
     final = None
     response_id = model = None
@@ -276,7 +276,7 @@ def _responses_events(chunks: list[Any]) -> dict[str, Any]:
     return responses_stream_result(final, deltas, response_id, model, _responses_output)
 
 
-def openai_responses_response(result: Any, chunks: list[Any]) -> dict[str, Any] | None:
+def openai_responses_response(result: Any, chunks: Sequence[Any]) -> dict[str, Any] | None:
     """``_openai_responses_response`` of a Response or Responses events; None for another shape."""
     try:
         if chunks:
@@ -337,7 +337,7 @@ def _claude_message(result: Any) -> dict[str, Any]:
     }
 
 
-def _claude_events(chunks: list[Any]) -> dict[str, Any]:
+def _claude_events(chunks: Sequence[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "finished": False,
         "finish_reason": None,
@@ -386,7 +386,7 @@ def _claude_events(chunks: list[Any]) -> dict[str, Any]:
     return out
 
 
-def anthropic_response(result: Any, chunks: list[Any]) -> dict[str, Any] | None:
+def anthropic_response(result: Any, chunks: Sequence[Any]) -> dict[str, Any] | None:
     """``_anthropic_response`` of a Message or message events; None for another shape."""
     try:
         return _claude_events(chunks) if chunks else _claude_message(result)
@@ -405,7 +405,7 @@ _REQUESTS = {("openai", "chat"): openai_chat_request}
 
 
 def extract(
-    provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: list[Any]
+    provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: Sequence[Any]
 ) -> dict[str, Any]:
     """:func:`._extract.extract` with the fast readers, the generic ones taking over for other shapes."""
     key = (provider, api)
@@ -413,7 +413,7 @@ def extract(
 
 
 def read_call(
-    provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: list[Any]
+    provider: str, api: str, kwargs: Mapping[str, Any], result: Any, chunks: Sequence[Any]
 ) -> tuple[str, list[Message], dict[str, Any]]:
     """:func:`._extract.read_call` with the fast readers, the generic ones taking over for other shapes."""
     key = (provider, api)

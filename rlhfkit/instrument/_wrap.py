@@ -128,8 +128,12 @@ def _observe_raw(call: Call, raw: Any, types: SDKTypes) -> None:
     call.finalizer = weakref.finalize(raw, call.finish, "gc")
 
 
-def observe(call: Call, result: Any, types: SDKTypes) -> None:
-    """Follow ``result`` until the call is over; never raises."""
+def observe(call: Call, result: Any, types: SDKTypes, plain: set[type] | None = None) -> None:
+    """Follow ``result`` until the call is over; never raises.
+
+    The type of a result that is over once returned (neither a stream nor a raw
+    response) is added to ``plain``, so that a wrapper can finish such calls at once.
+    """
     try:
         kind = type(result)
         if kind in types.raw:
@@ -141,8 +145,13 @@ def observe(call: Call, result: Any, types: SDKTypes) -> None:
         else:
             call.result = result
             call.finish("returned")
+            if plain is not None and len(plain) < _PLAIN_TYPES_KEPT:
+                plain.add(kind)
     except Exception:
         logger.exception("rlhfkit could not observe an SDK result")
+
+
+_PLAIN_TYPES_KEPT = 64
 
 
 def sync_method(
@@ -150,6 +159,7 @@ def sync_method(
 ) -> Callable[..., Any]:
     """A wrapper of a sync SDK method that captures every call."""
     submit = inst._submit
+    plain: set[type] = set()
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not inst._capturing or (inst._sample_rate < 1.0 and inst._rng.random() >= inst._sample_rate):
@@ -166,7 +176,11 @@ def sync_method(
             call.fail(exc, token)
             raise
         current_call.reset(token)
-        observe(call, result, types)
+        if type(result) in plain:  # a response, over once returned
+            call.result = result
+            call.finish("returned")
+        else:
+            observe(call, result, types, plain)
         return result
 
     wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
@@ -179,6 +193,7 @@ def async_method(
 ) -> Callable[..., Any]:
     """A wrapper of an async SDK method that captures every call."""
     submit = inst._submit
+    plain: set[type] = set()
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not inst._capturing or (inst._sample_rate < 1.0 and inst._rng.random() >= inst._sample_rate):
@@ -195,7 +210,11 @@ def async_method(
             call.fail(exc, token)
             raise
         current_call.reset(token)
-        observe(call, result, types)
+        if type(result) in plain:  # a response, over once returned
+            call.result = result
+            call.finish("returned")
+        else:
+            observe(call, result, types, plain)
         return result
 
     wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
