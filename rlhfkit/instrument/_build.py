@@ -62,12 +62,6 @@ _API_NAMES = {"chat": "chat.completions", "responses": "responses", "messages": 
 SPEC_FEEDBACK_TYPES = ("thumbs-up", "thumbs-down", "rating", "text", "custom")
 
 
-def _ms(start: float | None, end: float | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return max(0.0, (end - start) * 1000.0)
-
-
 def _who(scope: Mapping[str, Any] | None, request: Mapping[str, Any] | None, key: str) -> str | None:
     for layer in (scope, request):
         if layer and layer.get(key):
@@ -96,19 +90,22 @@ def _metrics(
     units: int | None,
     retries: int,
 ) -> PerformanceMetrics:
-    total = _ms(t0, t_end)
-    streaming = _ms(t_first, t_end)
-    produced = usage.completion if usage is not None and usage.completion else units
+    # Times in milliseconds, never negative; None when a clock reading is missing.
+    total = None if t_end is None else max(0.0, (t_end - t0) * 1000.0)
+    if t_first is None:
+        streaming = ttft = None
+    else:
+        streaming = None if t_end is None else max(0.0, (t_end - t_first) * 1000.0)
+        ttft = max(0.0, (t_first - t0) * 1000.0)
+    if usage is None:
+        produced, cache_hit = units, None
+    else:
+        produced = usage.completion or units
+        cached = usage.cached
+        cache_hit = None if cached is None else cached > 0
     window = streaming if streaming else total
     tps = produced / (window / 1000.0) if produced and window else None
-    return _trusted.metrics(
-        _ms(t0, t_first),
-        total,
-        streaming,
-        tps,
-        retries,
-        (usage.cached or 0) > 0 if usage is not None and usage.cached is not None else None,
-    )
+    return _trusted.metrics(ttft, total, streaming, tps, retries, cache_hit)
 
 
 def interaction_from_call(call: Call, base_context: ContextData | None, capture_metrics: bool) -> Interaction:

@@ -229,20 +229,32 @@ def interaction_of(values: dict[str, Any]) -> Interaction:
     models, a ``bool``, a UTC ``datetime``, a ``str`` provider.
     """
     prompt, latency = values["prompt"], values["latency"]
+    params, tool_calls = values["model_params"], values["tool_calls"]
     if (
         type(prompt) is str
-        and bool(prompt.strip())
+        and prompt.strip()
         and type(values["response"]) is str
-        and _str_or_none(values["model"])
-        and _str_or_none(values["response_id"])
-        and _str_or_none(values["finish_reason"])
-        and _str_or_none(values["user_id"])
-        and _str_or_none(values["session_id"])
+        and type(values["model"]) in _STR_OR_NONE
+        and type(values["response_id"]) in _STR_OR_NONE
+        and type(values["finish_reason"]) in _STR_OR_NONE
+        and type(values["user_id"]) in _STR_OR_NONE
+        and type(values["session_id"]) in _STR_OR_NONE
         and (latency is None or (type(latency) is float and latency >= 0))
-        and _str_keys(values["model_params"])
-        and _dicts(values["tool_calls"])
+        and type(params) is dict
+        and (not params or _str_keys(params))
+        and type(tool_calls) is list
+        and (not tool_calls or _dicts(tool_calls))
     ):
         values["id"] = _new_id_at(time.time_ns())
-        return _INTERACTION.build(values)
+        model: Interaction = _new_object(Interaction)  # as _INTERACTION.build(values), one call less
+        _set_dict(model, values)
+        _set_fields_set(model, set(_INTERACTION_FIELDS_SET))
+        _set_extra(model, None)
+        _set_private(model, None)
+        return model
     del values["id"], values["feedback_ids"]
     return Interaction(**values)
+
+
+_STR_OR_NONE = (str, _NONE)
+_INTERACTION_FIELDS_SET = _INTERACTION.fields_set
