@@ -124,16 +124,22 @@ class RecordBuffer:
         return len(self) >= self.max_size
 
     def deliver(
-        self, destinations: list[Destination], batch_size: int, everything: bool
+        self,
+        destinations: list[Destination],
+        batch_size: int,
+        everything: bool,
+        before_batch: Callable[[], Any] | None = None,
     ) -> tuple[list[Record], int]:
         """Hand undelivered records to every destination in batches; (delivered, failed batches).
 
         With ``everything`` false only full batches go. A failed batch stays
-        queued and stops this round.
+        queued and stops this round. ``before_batch`` is called before each batch.
         """
         delivered: list[Record] = []
         failures = 0
         while self.undelivered and (everything or len(self.undelivered) >= batch_size):
+            if before_batch is not None:
+                before_batch()
             batch = [self.undelivered[i] for i in range(min(batch_size, len(self.undelivered)))]
             try:
                 for destination in destinations:

@@ -43,6 +43,10 @@ _POLL_S = 0.05
 _SLICE_S = 0.0002
 
 
+def _release_gil() -> None:
+    time.sleep(0)
+
+
 class Accepted:
     """A record that already went through the chain on the caller's thread (capture_interaction)."""
 
@@ -251,7 +255,10 @@ class Worker:
     def deliver(self, everything: bool) -> None:
         """Hand undelivered records to the destinations (only full batches unless ``everything``)."""
         self._next_flush = time.monotonic() + self.config.flush_interval_s
-        delivered, failures = self.buffer.deliver(self.destinations, self.config.batch_size, everything)
+        # A batch holds the GIL for a while (serialising, then writing): on the
+        # worker, let a waiting caller thread run before each one.
+        pause = _release_gil if threading.current_thread() is self.thread else None
+        delivered, failures = self.buffer.deliver(self.destinations, self.config.batch_size, everything, pause)
         self.metrics.failed_uploads += failures
         if delivered:
             self.emit("flushed", delivered)

@@ -64,6 +64,22 @@ def test_worker_lets_go_of_the_gil_once_per_slice_of_work(
         inst.destroy(timeout_s=2)
 
 
+def test_worker_lets_go_of_the_gil_before_each_delivery_batch(
+    clock: _CountingTime, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Delivering from the worker thread, the GIL is let go before each batch; every record still arrives once."""
+    monkeypatch.setattr(worker_module, "_SLICE_S", 3600.0)
+    inst = RLHFInstrumentation(storage="local", data_dir=str(tmp_path), batch_size=5)
+    try:
+        _backlog_on_worker(inst, 20)
+        assert clock.releases == 4
+        assert inst.flush(timeout_s=5) == 0
+        lines = [line for f in tmp_path.glob("interactions-*.jsonl") for line in f.read_text().splitlines()]
+        assert len(lines) == 20
+    finally:
+        inst.destroy(timeout_s=2)
+
+
 def test_usage_patterns_count_normalized_prompts_with_a_bounded_memo() -> None:
     """Prompts are counted under their normalized form; the memo of normalized prompts stays bounded."""
     from rlhfkit import Interaction
