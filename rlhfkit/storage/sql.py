@@ -13,7 +13,8 @@ its API key's project this way).
 
 SQLite runs in WAL mode with a busy timeout, and writes take the write lock
 when their transaction begins (``BEGIN IMMEDIATE``), so that several threads
-and several processes can write one file. Bulk writes are one ``executemany``
+and several processes can write one file; they queue for it on a
+:class:`~._sql_write_gate.WriteGate`, which wakes the next writer at once. Bulk writes are one ``executemany``
 per table in one transaction on SQLite, and ``COPY`` into a temporary table
 then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on PostgreSQL.
 """
@@ -41,6 +42,7 @@ from .._models import (
 )
 from ..errors import ConfigurationError, StorageError, require
 from ._sql_checkpoint import BACKSTOP_PAGES, Checkpointer
+from ._sql_write_gate import WriteGate
 
 __all__ = ["SQLStorage", "create_sql_engine", "is_memory_url", "normalize_url"]
 
@@ -62,6 +64,18 @@ def _checkpointer(engine: Any) -> Checkpointer:
         found = _checkpointers.get(engine)
         if found is None:
             found = _checkpointers[engine] = Checkpointer(engine)
+        return found
+
+
+_gates: weakref.WeakKeyDictionary[Any, WriteGate] = weakref.WeakKeyDictionary()
+
+
+def _write_gate(engine: Any) -> WriteGate:
+    """The one write gate of a SQLite file engine (storages sharing an engine share it)."""
+    with _checkpointers_guard:
+        found = _gates.get(engine)
+        if found is None:
+            found = _gates[engine] = WriteGate(os.path.abspath(engine.url.database))
         return found
 
 
@@ -178,7 +192,9 @@ class SQLStorage:
         self._lock: contextlib.AbstractContextManager[Any] = threading.RLock() if memory else contextlib.nullcontext()
         self._initialized = False
         self._closed = False
-        self._checkpointer = _checkpointer(self._engine) if self.dialect == "sqlite" and not memory else None
+        file = self.dialect == "sqlite" and not memory
+        self._checkpointer = _checkpointer(self._engine) if file else None
+        self._gate = _write_gate(self._engine) if file else None
 
     @property
     def parallel_writes(self) -> int:
@@ -196,6 +212,7 @@ class SQLStorage:
         view._lock = self._lock
         view._initialized = self._initialized
         view._checkpointer = self._checkpointer
+        view._gate = self._gate
         return view
 
     # ------------------------------------------------------------------ lifecycle
@@ -220,11 +237,14 @@ class SQLStorage:
             if self._owns_engine:
                 if self._checkpointer is not None:
                     self._checkpointer.stop()
+                if self._gate is not None:
+                    self._gate.close()
                 self._engine.dispose()
 
     @contextlib.contextmanager
     def _connect(self, write: bool = False) -> Iterator[Any]:
-        with self._lock, self._engine.connect() as connection:
+        gate = self._gate.held() if write and self._gate is not None else contextlib.nullcontext()
+        with self._lock, self._engine.connect() as connection, gate:
             if write:
                 connection = connection.execution_options(rlhfkit_write=True)
             with connection.begin():
