@@ -80,6 +80,55 @@ def test_worker_lets_go_of_the_gil_before_each_delivery_batch(
         inst.destroy(timeout_s=2)
 
 
+def _finished_call(inst: RLHFInstrumentation, prompt: str) -> Any:
+    """An SDK call handed to ``inst``'s worker as it finishes now."""
+    from rlhfkit.instrument._calls import Call
+
+    call = Call(inst._submit, "openai", "chat", {"model": "m", "messages": [{"role": "user", "content": prompt}]},
+                None, None)  # fmt: skip
+    call.finish("returned")
+    return call
+
+
+def test_worker_waits_while_calls_finish_back_to_back_up_to_its_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call that just finished makes the worker wait; a quiet moment, a long queue or an old call lets it go."""
+    inst = RLHFInstrumentation()
+    worker: Any = inst._worker
+    try:
+        with worker.lock:  # keeps the worker's rounds out while looking
+            _finished_call(inst, "first")
+            assert worker.callers_busy()
+            monkeypatch.setattr(worker_module, "_DEFER_MAX", 2)
+            _finished_call(inst, "second")
+            assert not worker.callers_busy()
+            monkeypatch.setattr(worker_module, "_DEFER_MAX", 64)
+            assert worker.callers_busy()
+            monkeypatch.setattr(worker_module, "_DEFER_MAX_S", 0.0)
+            assert not worker.callers_busy()
+            monkeypatch.setattr(worker_module, "_DEFER_MAX_S", 60.0)
+            monkeypatch.setattr(worker_module, "_QUIET_S", 0.0)
+            assert not worker.callers_busy()
+            inst.capture_interaction("by hand", "response")
+            assert not worker.callers_busy()  # only SDK calls make the worker wait
+    finally:
+        inst.destroy(timeout_s=2)
+
+
+def test_worker_builds_records_once_callers_are_quiet() -> None:
+    """Calls finished in a burst are built by the worker on its own after the burst, each once, in order."""
+    inst = RLHFInstrumentation()
+    worker: Any = inst._worker
+    try:
+        for i in range(10):
+            _finished_call(inst, f"prompt {i}")
+        deadline = time.monotonic() + 10
+        while worker.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [i.prompt for i in worker.buffer.interactions.values()] == [f"prompt {i}" for i in range(10)]
+    finally:
+        inst.destroy(timeout_s=2)
+
+
 def test_usage_patterns_count_normalized_prompts_with_a_bounded_memo() -> None:
     """Prompts are counted under their normalized form; the memo of normalized prompts stays bounded."""
     from rlhfkit import Interaction
