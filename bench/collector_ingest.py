@@ -170,9 +170,8 @@ def _measure(db_url: str, label: str, batches: int, bodies: list[bytes], workers
 def run(quick: bool = False) -> list[Result]:
     """SQLite, then PostgreSQL in a fresh schema (when reachable); one uvicorn worker, then one per CPU.
 
-    ``rlhfkit serve`` runs one worker on SQLite (one writer at a time) and one
-    per CPU on PostgreSQL (the collector is stateless); both counts are
-    measured on both databases.
+    ``rlhfkit serve`` runs one worker per CPU (the collector is stateless);
+    one worker is measured too, for comparison.
     """
     from ._pg import fresh_schema, postgres_unavailable
 

@@ -27,7 +27,7 @@ def serve(
         None,
         "--workers",
         min=1,
-        help="uvicorn worker processes (default: one per CPU on PostgreSQL, one on SQLite).",
+        help="uvicorn worker processes (default: one per CPU; one for an in-memory database).",
     ),
     access_log: bool = typer.Option(
         False,
@@ -64,14 +64,16 @@ def serve(
 
 
 def default_workers(db: str) -> int:
-    """One worker process per CPU on PostgreSQL (the collector is stateless; a process uses one core), one on SQLite.
+    """One worker process per CPU: the collector keeps no state of its own, and a process uses one core.
 
-    SQLite takes one writer at a time: a second process only waits for the
-    write lock (measured slower), and an in-memory database lives in one process.
+    SQLite writers of one file queue on a gate that hands the write lock on at
+    once, so a second process on SQLite prepares batches while the first one
+    writes (measured faster than one). An in-memory database lives in one
+    process, so it gets one worker.
     """
-    from ..storage.sql import normalize_url
+    from ..storage.sql import is_memory_url
 
-    return max(1, os.cpu_count() or 1) if normalize_url(db).startswith("postgresql") else 1
+    return 1 if is_memory_url(db) else max(1, os.cpu_count() or 1)
 
 
 def _demo_key(keys: object, name: str) -> str:

@@ -97,8 +97,8 @@ def test_serve_logs_requests_only_when_asked(tmp_path: Path, monkeypatch: pytest
     assert [c["access_log"] for c in calls] == [False, True]
 
 
-def test_serve_runs_one_worker_per_cpu_on_postgres_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`rlhfkit serve` starts one uvicorn worker per CPU on PostgreSQL, one on SQLite, or --workers N."""
+def test_serve_runs_one_worker_per_cpu_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rlhfkit serve` starts one uvicorn worker per CPU, one for an in-memory database, or --workers N."""
     import uvicorn
 
     from rlhfkit.cli._serve import default_workers
@@ -109,7 +109,8 @@ def test_serve_runs_one_worker_per_cpu_on_postgres_by_default(tmp_path: Path, mo
     db = f"sqlite:///{tmp_path / 'rlhf.db'}"
     assert CliRunner().invoke(app, ["serve", "--db", db]).exit_code == 0
     assert CliRunner().invoke(app, ["serve", "--db", db, "--workers", "2"]).exit_code == 0
-    assert [c.get("workers", 1) for c in calls] == [1, 2]
-    assert default_workers("postgresql://h/db") == default_workers("postgres://h/db") == 3
-    assert default_workers("sqlite://") == default_workers(db) == 1
+    assert CliRunner().invoke(app, ["serve", "--db", "sqlite://"]).exit_code == 0
+    assert [c.get("workers", 1) for c in calls] == [3, 2, 1]
+    assert default_workers("postgresql://h/db") == default_workers("postgres://h/db") == default_workers(db) == 3
+    assert default_workers("sqlite://") == default_workers("sqlite:///:memory:") == 1
     assert CliRunner().invoke(app, ["serve", "--db", db, "--workers", "0"]).exit_code != 0
