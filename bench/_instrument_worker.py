@@ -4,8 +4,10 @@
 ``openai.OpenAI`` client (plain, or instrumented by rlhfkit, Langfuse or
 OpenLLMetry), warms it up, prints ``READY``, then answers commands on stdin:
 
-* ``run stream|plain N`` — N calls, one JSON line back: per-call wall time
-  and the calling thread's CPU time, in nanoseconds;
+* ``run stream|plain N`` — N calls, then an untimed flush of the variant's
+  telemetry, one JSON line back: per-call wall time and the calling
+  thread's CPU time, and the whole process's CPU per call (every thread,
+  the flush included), in nanoseconds;
 * ``quit`` — flush the instrumentation and exit.
 """
 
@@ -105,12 +107,17 @@ def main(argv: list[str]) -> None:
             return
         stream, n = words[1] == "stream", int(words[2])
         wall, cpu = [], []
+        process_start = time.process_time_ns()
         for _ in range(n):
             t0, c0 = clock(), cpu_clock()
             _call(client, stream)
             cpu.append(cpu_clock() - c0)
             wall.append(clock() - t0)
-        print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
+        # Untimed, and before the next variant's turn: work a variant's threads left for later
+        # (export batches, deferred records) is done now, not during another variant's calls.
+        flush()
+        process = (time.process_time_ns() - process_start) / n
+        print(json.dumps({"wall": wall, "cpu": cpu, "process": process}), flush=True)
 
 
 if __name__ == "__main__":
