@@ -391,3 +391,61 @@ def test_postgres_refuses_nul_characters_naming_the_field(pg_storage: SQLStorage
         ]))  # fmt: skip
     assert info.value.field == "feedback[0].data"
     assert pg_storage.count_interactions() == 0
+
+
+def test_sqlite_stats_read_one_snapshot_on_two_connections(sqlite_storage: SQLStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stats on a SQLite file read on two connections; a commit landing meanwhile is in neither's figures."""
+    from rlhfkit.storage import _sql_stats
+
+    first = Interaction(id="first", prompt="p", model="m")
+    thumbs = {"type": "binary", "data": {"type": "binary", "value": "thumbs_up"}}
+    sqlite_storage.write(RecordBatch(interactions=[first], feedback=[Feedback(interaction_id="first", **thumbs)]))
+    real_counts = _sql_stats._interaction_counts
+    threads: list[str] = []
+
+    def counts_after_a_commit(connection: object, *args: object) -> object:
+        threads.append(threading.current_thread().name)
+        late = Interaction(id="late", prompt="p", model="m")
+        sqlite_storage.write(RecordBatch(interactions=[late], feedback=[Feedback(interaction_id="late", **thumbs)]))
+        return real_counts(connection, *args)
+
+    monkeypatch.setattr(_sql_stats, "_interaction_counts", counts_after_a_commit)
+    stats = sqlite_storage.feedback_stats()
+    assert threads == ["rlhfkit-stats"]  # read on the second connection, in a thread
+    assert (stats.total_interactions, stats.total_feedback, stats.interactions_with_feedback) == (1, 1, 1)
+    monkeypatch.setattr(_sql_stats, "_interaction_counts", real_counts)
+    again = sqlite_storage.feedback_stats()
+    assert (again.total_interactions, again.total_feedback, again.interactions_with_feedback) == (2, 2, 2)
+
+
+def test_sqlite_stats_without_the_write_lock_use_one_connection(
+    sqlite_storage: SQLStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the write lock cannot be had (a read-only database), stats are read on one connection, in this thread."""
+    import contextlib
+
+    import sqlalchemy as sa
+
+    from rlhfkit.storage import _sql_stats
+
+    sqlite_storage.write(RecordBatch(interactions=[Interaction(id="a", prompt="p")]))
+    real_connect = SQLStorage._connect
+
+    @contextlib.contextmanager
+    def read_only(self: SQLStorage, write: bool = False) -> Iterator[object]:
+        if write:
+            raise sa.exc.OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("readonly database"))
+        with real_connect(self, write) as connection:
+            yield connection
+
+    real_counts = _sql_stats._interaction_counts
+    threads: list[str] = []
+
+    def counts(connection: object, *args: object) -> object:
+        threads.append(threading.current_thread().name)
+        return real_counts(connection, *args)
+
+    monkeypatch.setattr(SQLStorage, "_connect", read_only)
+    monkeypatch.setattr(_sql_stats, "_interaction_counts", counts)
+    assert sqlite_storage.feedback_stats().total_interactions == 1
+    assert threads == [threading.current_thread().name]

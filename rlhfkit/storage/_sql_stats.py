@@ -52,30 +52,64 @@ def _feedback_rows(project: str, start: datetime | None, end: datetime | None, *
     )
 
 
-def feedback_stats(connection: Any, project: str, start: datetime | None, end: datetime | None) -> FeedbackStats:
-    """The :class:`FeedbackStats` of ``project`` over [start, end)."""
+def feedback_stats(
+    connection: Any, project: str, start: datetime | None, end: datetime | None, helper: Any = None
+) -> FeedbackStats:
+    """The :class:`FeedbackStats` of ``project`` over [start, end).
+
+    ``helper``: a second connection reading the same snapshot; the interaction
+    counts are then read on it in a thread, beside the feedback aggregates
+    (SQLite releases the GIL while it works, so the two use two cores).
+    """
+    on_helper = _in_thread(helper, _interaction_counts, project, start, end) if helper is not None else None
+    if on_helper is None:
+        by_model, with_feedback = _interaction_counts(connection, project, start, end)
+    feedback = _feedback_stats(connection, project, start, end)
+    if on_helper is not None:
+        by_model, with_feedback = on_helper()
+    return _combine(by_model, with_feedback, feedback, start, end)
+
+
+def _in_thread(connection: Any, function: Any, *args: Any) -> Any:
+    """Start ``function(connection, *args)`` in a thread; the returned callable waits and gives its result."""
+    import threading
+
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, function(connection, *args)))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="rlhfkit-stats", daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    return result
+
+
+def _interaction_counts(
+    connection: Any, project: str, start: datetime | None, end: datetime | None
+) -> tuple[list[tuple[Any, ...]], int]:
+    """(model, count, latency sum, latency count) per model, and the interactions with feedback."""
     i = schema.interactions
-    models: dict[str, ModelStats] = {}
-
-    def model_stats(name: str | None) -> ModelStats:
-        key = name or UNKNOWN_MODEL
-        return models.setdefault(key, ModelStats(model=key))
-
-    latency_sums: dict[str, float] = defaultdict(float)
-    latency_counts: dict[str, int] = defaultdict(int)
-    total_interactions = 0
     query = (
         sa.select(i.c.model, sa.func.count(), sa.func.sum(i.c.latency), sa.func.count(i.c.latency))
         .where(i.c.project == project, *time_conditions(i.c.timestamp, start, end))
         .group_by(i.c.model)
     )
-    for model, count, latency_sum, latency_count in connection.execute(query):
-        stats = model_stats(model)
-        stats.interactions += count
-        total_interactions += count
-        latency_sums[stats.model] += latency_sum or 0.0
-        latency_counts[stats.model] += latency_count
+    return [tuple(row) for row in connection.execute(query)], _interactions_with_feedback(connection, project, start, end)
 
+
+def _feedback_stats(connection: Any, project: str, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    """The feedback side of the stats: rows grouped by model, type and sentiment, and what depends on them."""
     f = schema.feedback
     sums = (sa.func.count(), _case_sum(f.c.value > 0), sa.func.sum(f.c.value))
     # Rows that know their model are grouped in index order (no sort); the others look it up.
@@ -94,11 +128,46 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
     grouped = [*connection.execute(known)]
     if _has_feedback_without_model(connection, project):
         grouped += connection.execute(unknown)
+    rating_count = sum(row[3] for row in grouped if row[1] == "rating")
+    multi_count = sum(row[3] for row in grouped if row[1] == "multi_dimensional")
+    comparative_count = sum(row[3] for row in grouped if row[1] == "comparative")
+    return {
+        "grouped": grouped,
+        "rating": _rating_median_and_distribution(connection, project, start, end) if rating_count else None,
+        "dimensions": _dimension_averages(connection, project, start, end) if multi_count else None,
+        "comparative": _comparisons(connection, project, start, end, comparative_count),
+    }
+
+
+def _combine(
+    by_model: list[tuple[Any, ...]],
+    with_feedback: int,
+    feedback: dict[str, Any],
+    start: datetime | None,
+    end: datetime | None,
+) -> FeedbackStats:
+    """The FeedbackStats from the interaction counts and the feedback aggregates."""
+    models: dict[str, ModelStats] = {}
+
+    def model_stats(name: str | None) -> ModelStats:
+        key = name or UNKNOWN_MODEL
+        return models.setdefault(key, ModelStats(model=key))
+
+    latency_sums: dict[str, float] = defaultdict(float)
+    latency_counts: dict[str, int] = defaultdict(int)
+    total_interactions = 0
+    for model, count, latency_sum, latency_count in by_model:
+        stats = model_stats(model)
+        stats.interactions += count
+        total_interactions += count
+        latency_sums[stats.model] += latency_sum or 0.0
+        latency_counts[stats.model] += latency_count
+
     by_type: dict[str, int] = defaultdict(int)
     binary, text = BinaryStats(), TextStats()
     rating_count, rating_sum, multi_count, multi_sum = 0, 0.0, 0, 0.0
     rating_by_model: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for model, type_, sentiment, count, positive, value_sum in grouped:
+    for model, type_, sentiment, count, positive, value_sum in feedback["grouped"]:
         stats = model_stats(model)
         stats.feedback += count
         by_type[type_] += count
@@ -128,16 +197,14 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
             stats.average_rating = count_sum[1] / count_sum[0]
 
     rating = RatingStats(count=rating_count)
-    if rating_count:
+    if rating_count and feedback["rating"] is not None:
         rating.average = rating_sum / rating_count
-        rating.median, rating.distribution = _rating_median_and_distribution(connection, project, start, end)
+        rating.median, rating.distribution = feedback["rating"]
 
     multi = MultiDimensionalStats(count=multi_count)
-    if multi_count:
+    if multi_count and feedback["dimensions"] is not None:
         multi.average_weighted_score = multi_sum / multi_count
-        multi.dimension_averages = _dimension_averages(connection, project, start, end)
-
-    with_feedback = _interactions_with_feedback(connection, project, start, end)
+        multi.dimension_averages = feedback["dimensions"]
 
     return FeedbackStats(
         total_interactions=total_interactions,
@@ -148,7 +215,7 @@ def feedback_stats(connection: Any, project: str, start: datetime | None, end: d
         rating=rating,
         text=text,
         multi_dimensional=multi,
-        comparative=_comparisons(connection, project, start, end, by_type.get("comparative", 0)),
+        comparative=feedback["comparative"],
         by_model=dict(sorted(models.items())),
         start_time=start,
         end_time=end,

@@ -511,8 +511,31 @@ class SQLStorage:
         """Aggregates over interactions and feedback whose timestamp is in [start_time, end_time), in SQL."""
         from ._sql_stats import feedback_stats
 
-        with self._connect() as connection:
-            return feedback_stats(connection, self.project, start_time, end_time)
+        if self._gate is None:  # PostgreSQL, or an in-memory database (one connection)
+            with self._connect() as connection:
+                return feedback_stats(connection, self.project, start_time, end_time)
+        with self._snapshot_pair() as (first, second):
+            return feedback_stats(first, self.project, start_time, end_time, helper=second)
+
+    @contextlib.contextmanager
+    def _snapshot_pair(self) -> Iterator[tuple[Any, Any]]:
+        """Two SQLite read transactions on one snapshot (the second is None when they cannot be lined up).
+
+        In WAL mode a read transaction's snapshot is fixed by its first read;
+        both first reads happen while this process holds the write lock, so no
+        commit comes between them. A read-only database cannot give the lock:
+        then only the first connection is used.
+        """
+        sa = require("sqlalchemy", "sql")
+        with self._connect() as first, self._connect() as second:
+            try:
+                with self._connect(write=True):
+                    for connection in (first, second):
+                        connection.exec_driver_sql("SELECT 1 FROM schema_migrations LIMIT 1").all()
+            except sa.exc.OperationalError:
+                yield first, None
+                return
+            yield first, second
 
     def timeseries(
         self,
