@@ -198,3 +198,24 @@ def test_written_lines_are_the_models_json_and_index_the_same_as_a_reopen(tmp_pa
     assert [i.model_dump() for i in written.iter_interactions(InteractionFilter())] == [
         i.model_dump() for i in reopened.iter_interactions(InteractionFilter())
     ]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_the_index_of_record_locations_costs_the_garbage_collector_nothing(tmp_path: Path, compress: bool) -> None:
+    """Locations written or read back at open are plain tuples of ints: after a collection they are untracked."""
+    import gc
+
+    from rlhfkit._models import RecordBatch
+
+    storage = LocalStorage(data_dir=tmp_path, compress=compress)
+    storage.initialize()
+    storage.write(RecordBatch(interactions=[Interaction(id=f"i{k}", prompt="p") for k in range(50)]))
+    storage.close()
+    reopened = LocalStorage(data_dir=tmp_path, compress=compress)
+    reopened.initialize()
+    reopened.write(RecordBatch(interactions=[Interaction(id=f"j{k}", prompt="p") for k in range(50)]))
+    gc.collect()
+    locations = list(reopened._i_loc.values())
+    assert len(locations) == 100 and not any(gc.is_tracked(loc) for loc in locations)
+    assert reopened.get_interaction("i7") is not None and reopened.get_interaction("j49") is not None
+    reopened.close()

@@ -34,7 +34,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 import pydantic_core
 
@@ -70,17 +70,11 @@ _INTERACTION_DUMP: Any = {"feedback_ids"}
 _dump_interaction = Interaction.__pydantic_serializer__.to_json  # model_dump_json(...).encode() in one step
 
 
-class _Loc(NamedTuple):
-    """Where a record is: file, byte offset of the line (plain) or of the gzip member, and
-    for gzip the line's span inside the decompressed member."""
-
-    file: int
-    offset: int
-    start: int
-    end: int
-
-
-_new_loc = tuple.__new__
+_Loc = tuple[int, int, int, int]
+"""Where a record is: (file, byte offset of the line (plain) or of the gzip member, and for gzip the
+line's span inside the decompressed member: start, end). A plain tuple of ints, not a NamedTuple:
+the garbage collector stops tracking such tuples, so an index of millions of records costs the
+collections nothing (it never untracks instances of tuple subclasses)."""
 
 
 class _Writer:
@@ -185,7 +179,7 @@ class LocalStorage:
                 if newline < 0:
                     self._skip(path, "a torn last line")
                     return
-                yield data[pos:newline], _Loc(file_no, pos, 0, newline - pos)
+                yield data[pos:newline], (file_no, pos, 0, newline - pos)
                 pos = newline + 1
             return
         pos = 0
@@ -196,7 +190,7 @@ class LocalStorage:
                 newline = member.find(b"\n", start)
                 if newline < 0:
                     break
-                yield member[start:newline], _Loc(file_no, pos, start, newline)
+                yield member[start:newline], (file_no, pos, start, newline)
                 start = newline + 1
             if not complete or start < len(member):
                 self._skip(path, "a truncated gzip member")
@@ -268,23 +262,24 @@ class LocalStorage:
             self._targets[target].append(fb.id)
 
     def _read(self, loc: _Loc) -> bytes:
-        path = self._files[loc.file]
+        file, offset, start, end = loc
+        path = self._files[file]
         if not path.name.endswith(".gz"):
-            handle = self._readers.get(loc.file)
+            handle = self._readers.get(file)
             if handle is None:
-                handle = self._readers[loc.file] = open(path, "rb")  # noqa: SIM115 - kept open for reuse
-            handle.seek(loc.offset)
-            return handle.read(loc.end)
-        key = (loc.file, loc.offset)
+                handle = self._readers[file] = open(path, "rb")  # noqa: SIM115 - kept open for reuse
+            handle.seek(offset)
+            return handle.read(end)
+        key = (file, offset)
         member = self._members.get(key)
         if member is None:
             with open(path, "rb") as handle:
-                handle.seek(loc.offset)
+                handle.seek(offset)
                 member = self._decompress(handle.read(), 0)[0]
             self._members[key] = member
             if len(self._members) > 8:
                 self._members.popitem(last=False)
-        return member[loc.start : loc.end]
+        return member[start:end]
 
     # ------------------------------------------------------------------ writes
 
@@ -299,20 +294,19 @@ class LocalStorage:
         start = writer.size
         file = writer.file
         locs = []
-        # tuple.__new__ builds a _Loc at half the cost of _Loc(...): this runs for every record.
         if self.compress:
             writer.handle.write(_gzip_member(payload))
             pos = 0
             for line in lines:
                 size = len(line)
-                locs.append(_new_loc(_Loc, (file, start, pos, pos + size)))
+                locs.append((file, start, pos, pos + size))
                 pos += size + 1
         else:
             writer.handle.write(payload)
             pos = start
             for line in lines:
                 size = len(line)
-                locs.append(_new_loc(_Loc, (file, pos, 0, size)))
+                locs.append((file, pos, 0, size))
                 pos += size + 1
         writer.handle.flush()
         writer.size = writer.handle.tell()
