@@ -14,9 +14,11 @@ its API key's project this way).
 SQLite runs in WAL mode with a busy timeout, and writes take the write lock
 when their transaction begins (``BEGIN IMMEDIATE``), so that several threads
 and several processes can write one file; they queue for it on a
-:class:`~._sql_write_gate.WriteGate`, which wakes the next writer at once. Bulk writes are one ``executemany``
-per table in one transaction on SQLite, and ``COPY`` into a temporary table
-then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on PostgreSQL.
+:class:`~._sql_write_gate.WriteGate`, which wakes the next writer at once.
+Bulk writes are one ``executemany`` per table in one transaction on SQLite;
+on PostgreSQL a batch of only new interactions is one ``COPY`` in autocommit
+mode, anything else ``COPY`` into a temporary table then ``INSERT ... SELECT
+... ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ _MEMORY_URLS = {"sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://", "sqlite
 
 
 _checkpointers: weakref.WeakKeyDictionary[Any, Checkpointer] = weakref.WeakKeyDictionary()
-_checkpointers_guard = threading.Lock()
+_checkpointers_guard = threading.Lock()  # guards the gates' registry too
 
 
 def _checkpointer(engine: Any) -> Checkpointer:
