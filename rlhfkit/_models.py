@@ -147,6 +147,16 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
+def _construct(cls: type[M], values: dict[str, Any], fields_set: set[str], extra: dict[str, Any] | None = None) -> M:
+    """A model of ``cls`` holding ``values`` as its ``__dict__``, without validation (see :class:`_TrustedBuilder`)."""
+    model: M = _new_object(cls)
+    _set_dict(model, values)
+    _set_fields_set(model, fields_set)
+    _set_extra(model, extra)
+    _set_private(model, None)
+    return model
+
+
 class _TrustedBuilder(Generic[M]):
     """Builds models from field values already checked, without validating them again.
 
@@ -199,12 +209,7 @@ class _TrustedBuilder(Generic[M]):
 
     def build(self, values: dict[str, Any]) -> M:
         """The model holding ``values`` (from :meth:`values`, every given field set); it keeps the dict."""
-        model: M = _new_object(self.cls)
-        _set_dict(model, values)
-        _set_fields_set(model, set(self.fields_set))
-        _set_extra(model, None)
-        _set_private(model, None)
-        return model
+        return _construct(self.cls, values, set(self.fields_set))
 
 
 # --------------------------------------------------------------------------- enums

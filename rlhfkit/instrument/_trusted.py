@@ -23,12 +23,8 @@ from .._models import (
     Message,
     PerformanceMetrics,
     TokenUsage,
+    _construct,
     _new_id_at,
-    _new_object,
-    _set_dict,
-    _set_extra,
-    _set_fields_set,
-    _set_private,
     _TrustedBuilder,
 )
 
@@ -57,6 +53,7 @@ INTERACTION_FIELDS = (
 """The fields the worker gives every captured interaction (its id comes from the builder)."""
 _INTERACTION = _TrustedBuilder(Interaction, ("id", *INTERACTION_FIELDS))
 _MESSAGE_FIELDS = frozenset({"role", "content"})
+_STR_OR_NONE = (str, _NONE)
 
 
 # Every TokenUsage field is given, so pydantic's __setattr__ never adds to the
@@ -87,12 +84,7 @@ def token_usage(
         values["cached"], values["reasoning"] = cached, reasoning
         if _USAGE_FIELDS_SET is None:
             return _USAGE.build(values)
-        model: TokenUsage = _new_object(TokenUsage)
-        _set_dict(model, values)
-        _set_fields_set(model, _USAGE_FIELDS_SET)
-        _set_extra(model, None)
-        _set_private(model, None)
-        return model
+        return _construct(TokenUsage, values, _USAGE_FIELDS_SET)
     return TokenUsage(prompt=prompt, completion=completion, total=total, cached=cached, reasoning=reasoning)
 
 
@@ -132,22 +124,12 @@ def message(role: str, content: str) -> Message:
     """``Message(role=role, content=content)`` with no extra fields."""
     if type(role) is not str or role not in _ROLES or type(content) is not str:
         return Message(role=role, content=content)
-    model: Message = _new_object(Message)
-    _set_dict(model, {"role": role, "content": content})
-    _set_fields_set(model, set(_MESSAGE_FIELDS))
-    _set_extra(model, {})
-    _set_private(model, None)
-    return model
+    return _construct(Message, {"role": role, "content": content}, set(_MESSAGE_FIELDS), extra={})
 
 
 def clone(context: ContextData) -> ContextData:
     """A shallow copy of ``context``, as ``context.model_copy()`` makes."""
-    model: ContextData = _new_object(ContextData)
-    _set_dict(model, context.__dict__.copy())
-    _set_fields_set(model, set(context.__pydantic_fields_set__))
-    _set_extra(model, None)
-    _set_private(model, None)
-    return model
+    return _construct(ContextData, context.__dict__.copy(), set(context.__pydantic_fields_set__))
 
 
 def _str_or_none(value: Any) -> bool:
@@ -246,15 +228,7 @@ def interaction_of(values: dict[str, Any]) -> Interaction:
         and (not tool_calls or _dicts(tool_calls))
     ):
         values["id"] = _new_id_at(time.time_ns())
-        model: Interaction = _new_object(Interaction)  # as _INTERACTION.build(values), one call less
-        _set_dict(model, values)
-        _set_fields_set(model, set(_INTERACTION_FIELDS_SET))
-        _set_extra(model, None)
-        _set_private(model, None)
-        return model
+        return _INTERACTION.build(values)
     del values["id"], values["feedback_ids"]
     return Interaction(**values)
 
-
-_STR_OR_NONE = (str, _NONE)
-_INTERACTION_FIELDS_SET = _INTERACTION.fields_set
