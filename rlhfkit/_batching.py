@@ -8,6 +8,11 @@ Every background write in rlhfkit goes through :class:`BatchProcessor`; sinks
   (back-pressure) instead of dropping anything.
 - A batch whose export raises stays queued and is retried with backoff, so an
   accepted record is never lost while the process lives.
+- A batch the backend refuses (``export`` raises
+  :class:`~rlhfkit.errors.ValidationError`: the data, not an outage) is split
+  until the refused records are alone; the others are exported, and each
+  refused one goes to ``on_refused`` and is counted in ``refused``, instead of
+  holding up every record queued behind it.
 - ``flush(timeout_s)`` and ``shutdown(timeout_s)`` return how many records are
   still undelivered; they never hang past their timeout.
 - At interpreter exit every live processor is flushed.
@@ -58,8 +63,11 @@ class BatchProcessor(Generic[T]):
         max_export_size: int = 5_000,
         exit_timeout_s: float = 30.0,
         name: str = "rlhfkit-batcher",
+        on_refused: Callable[[T, Exception], None] | None = None,
     ) -> None:
         self._export = export
+        self._on_refused = on_refused
+        self.refused = 0
         self.batch_size = max(1, batch_size)
         self.flush_interval_s = flush_interval_s
         self.max_queue_size = max(self.batch_size, max_queue_size)
@@ -238,7 +246,7 @@ class BatchProcessor(Generic[T]):
             chunk = [queue.popleft() for _ in range(size)]
             self._in_flight = size
             try:
-                self._export(chunk)
+                self._export_or_isolate(chunk)
             except Exception:
                 self.failed_exports += 1
                 queue.extendleft(reversed(chunk))
@@ -254,6 +262,30 @@ class BatchProcessor(Generic[T]):
             with self._cond:
                 self._cond.notify_all()
         return 0.0
+
+    def _export_or_isolate(self, chunk: list[T]) -> None:
+        """Export ``chunk``; when the backend refuses it, split it to export all but the refused records."""
+        from .errors import ValidationError
+
+        try:
+            self._export(chunk)
+        except ValidationError as exc:
+            if len(chunk) == 1:
+                self._refuse(chunk[0], exc)
+                return
+            middle = len(chunk) // 2
+            self._export_or_isolate(chunk[:middle])
+            self._export_or_isolate(chunk[middle:])
+
+    def _refuse(self, item: T, exc: Exception) -> None:
+        self.refused += 1
+        if self._on_refused is None:
+            log.error("%s: the backend refused a record, which is not stored: %s (%r)", self.name, exc, item)
+            return
+        try:
+            self._on_refused(item, exc)
+        except Exception:
+            log.exception("%s: on_refused failed", self.name)
 
 
 @atexit.register

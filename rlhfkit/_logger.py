@@ -22,6 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ._batching import BatchProcessor
 from ._config import RLHFConfig, create_storage
+from ._limits import SAFE_INDEXED_CHARS, check_record
 from ._models import (
     AnalyticsResult,
     BinaryFeedback,
@@ -98,6 +99,14 @@ def _plain_interaction(record: PlainInteraction) -> Interaction:
     return _INTERACTIONS.build(v)
 
 
+def _log_refused(record: Queued, exc: Exception) -> None:
+    """Keep a refused record in the log, whole, so that it can be recovered by hand."""
+    if type(record) is tuple:
+        record = _plain_interaction(record)
+    log.error("the storage backend refused %s, which is not stored: %s; the record: %s",
+              type(record).__name__, exc, record.model_dump_json())  # type: ignore[union-attr]
+
+
 def _write_records(storage: Storage) -> Callable[[Sequence[Queued]], None]:
     def export(records: Sequence[Queued]) -> None:
         batch = RecordBatch()
@@ -151,6 +160,7 @@ class RLHFLogger:
                 flush_interval_s=self.config.batch_flush_interval_s,
                 max_queue_size=self.config.max_queue_size,
                 exit_timeout_s=self.config.close_timeout_s,
+                on_refused=_log_refused,
             )
 
     # -- lifecycle -----------------------------------------------------------
@@ -159,6 +169,16 @@ class RLHFLogger:
     def storage(self) -> Storage:
         """The storage backend this logger writes to."""
         return self._storage
+
+    @property
+    def refused_records(self) -> int:
+        """Accepted records that the backend then refused, each logged at ERROR with its JSON.
+
+        Every record is checked against what all backends can store when it is
+        logged, so this stays 0 unless a backend refuses something more (a
+        custom backend's own rule, say); the records queued with it are stored.
+        """
+        return 0 if self._batcher is None else self._batcher.refused
 
     def initialize(self) -> None:
         """Prepare the storage backend (tables, directories). Called on first use anyway."""
@@ -256,6 +276,9 @@ class RLHFLogger:
             or not (session_id is None or type(session_id) is str)
             or len(record_id) > 200
             or not prompt.strip()
+            or not _plain_texts(record_id, prompt, response, model, user_id, session_id)
+            or not _short_enough_to_index(model, user_id, session_id)
+            or not (meta is None or _plain_metadata(meta))
             or (
                 token_usage is not None
                 and (
@@ -465,7 +488,8 @@ class RLHFLogger:
                 raise NotFoundError("interaction_id", f"no interaction with id {sorted(missing)[0]!r}")
 
     def _accept(self, record: Interaction | Feedback) -> str:
-        """Attach the session, remember interaction ids, and queue the record."""
+        """Check that every backend can store the record, attach the session, remember its id, queue it."""
+        check_record(record)
         self._ensure_initialized()
         is_interaction = isinstance(record, Interaction)
         if is_interaction:
@@ -510,7 +534,9 @@ class RLHFLogger:
         with self._lock:
             if self._session is not None:
                 self.end_session()
-            self._session = FeedbackSession(user_id=user_id, metadata=dict(metadata or {}))
+            session = FeedbackSession(user_id=user_id, metadata=dict(metadata or {}))
+            check_record(session)
+            self._session = session
             self._session_key = (self._session.id, self._session.interaction_ids)
             self._session_last_activity = time.monotonic()
             self._ensure_initialized()
@@ -656,6 +682,42 @@ class RLHFLogger:
 
 
 _NUMBERS = (int, float)
+_PLAIN_VALUES = frozenset({str, int, bool, type(None)})
+
+
+def _plain_texts(*texts: str | None) -> bool:
+    """Whether these strings hold no NUL character and no lone surrogate (the fast path's screen)."""
+    for text in texts:
+        if text is not None and ("\x00" in text or not (text.isascii() or _encodable(text))):
+            return False
+    return True
+
+
+def _short_enough_to_index(*texts: str | None) -> bool:
+    """Whether no string is long enough to be refused as an index entry (the others take the checked path)."""
+    return all(text is None or len(text) <= SAFE_INDEXED_CHARS for text in texts)
+
+
+def _plain_metadata(meta: dict[str, Any]) -> bool:
+    """Whether metadata is one level of plain, storable values; anything else takes the checked path."""
+    for key, value in meta.items():
+        kind = type(value)
+        if type(key) is not str or not _plain_texts(key):
+            return False
+        if kind is str:
+            if not _plain_texts(value):
+                return False
+        elif kind not in _PLAIN_VALUES and not (kind is float and -_INF < value < _INF):
+            return False
+    return True
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 _INF = float("inf")
 _time_ns = time.time_ns
 _monotonic = time.monotonic
@@ -755,6 +817,11 @@ class AsyncRLHFLogger:
     def storage(self) -> Storage:
         """The storage backend."""
         return self.sync.storage
+
+    @property
+    def refused_records(self) -> int:
+        """Accepted records that the backend then refused (see :attr:`RLHFLogger.refused_records`)."""
+        return self.sync.refused_records
 
     async def _call(self, method: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         return await asyncio.to_thread(method, *args, **kwargs)

@@ -62,6 +62,7 @@ class StorageDestination:
     def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
         self._storage: Any = None
+        self.rejected = 0
 
     @property
     def storage(self) -> Any:
@@ -75,12 +76,30 @@ class StorageDestination:
         return self._storage
 
     def deliver(self, records: list[Record]) -> None:
-        """One ``write`` of every record."""
+        """One ``write`` of every storable record; one no backend could store is counted and logged instead.
+
+        Such a record (an instrumentor that put NaN or a NUL character in it,
+        say) would otherwise make every write of its batch fail, again and again.
+        """
+        storable = [r for r in records if self._storable(r)]
         batch = RecordBatch(
-            interactions=[r for r in records if isinstance(r, Interaction)],
-            feedback=[r for r in records if isinstance(r, Feedback)],
+            interactions=[r for r in storable if isinstance(r, Interaction)],
+            feedback=[r for r in storable if isinstance(r, Feedback)],
         )
-        self.storage.write(batch)
+        if len(batch):
+            self.storage.write(batch)
+
+    def _storable(self, record: Record) -> bool:
+        from .._limits import check_record
+        from ..errors import ValidationError
+
+        try:
+            check_record(record)
+        except ValidationError:
+            self.rejected += 1
+            logger.exception("record %s cannot be stored; counted in dropped_records", record.id)
+            return False
+        return True
 
     def close(self) -> None:
         """Close the backend if it was opened."""

@@ -36,7 +36,7 @@ from .._models import (
 )
 from ..errors import NotFoundError, ValidationError, from_pydantic
 from ..storage.base import Storage
-from ._checks import MAX_TEXT, BodyScan, check_body_values, check_storable, check_text
+from ._checks import MAX_TEXT, BodyScan, check_storable, check_text, check_values
 from ._combine import WriteCombiner
 from ._ingest import ParsedPaths, parse_batch
 from ._keys import ApiKey
@@ -260,7 +260,7 @@ def _ingest_raw(storage: Storage, body: bytes, combiner: WriteCombiner) -> Inges
     if not isinstance(document, dict):
         raise ValidationError("body", "must be a JSON object", None)
     if scan.suspect:
-        check_body_values(document, "")
+        check_values(document, "")
     payload = BatchPayload.model_validate(document)
     batch, paths = parse_batch(payload.interactions, payload.feedback, payload.sessions, payload.sessionId)
     return _store(storage, batch, paths, combiner)
@@ -343,7 +343,7 @@ def build_router() -> APIRouter:
         request: Request, storage: Writer, interaction: Annotated[dict[str, Any], Body()]
     ) -> IngestResult:
         """Store one interaction (rlhfkit or CapturedInteraction shape); idempotent on its id."""
-        check_body_values(interaction, "")
+        check_values(interaction, "")
         try:
             batch, paths = parse_batch([interaction])
         except ValidationError as exc:
@@ -353,7 +353,7 @@ def build_router() -> APIRouter:
     @router.post("/feedback", tags=["ingest"], summary="Ingest one feedback", openapi_extra=_body(_FEEDBACK_ITEM))
     def ingest_feedback(request: Request, storage: Writer, feedback: Annotated[dict[str, Any], Body()]) -> IngestResult:
         """Store one feedback of any of the five types; 422 when its interaction is unknown."""
-        check_body_values(feedback, "")
+        check_values(feedback, "")
         try:
             batch, paths = parse_batch(feedback=[feedback])
         except ValidationError as exc:
@@ -363,7 +363,7 @@ def build_router() -> APIRouter:
     @router.post("/feedback/batch", tags=["ingest"], summary="Ingest several feedback")
     def ingest_feedback_batch(request: Request, payload: FeedbackBatchPayload, storage: Writer) -> IngestResult:
         """Store several feedback; refused whole when one is invalid or names an unknown interaction."""
-        check_body_values(payload.model_dump(), "")
+        check_values(payload.model_dump(), "")
         batch, paths = parse_batch(feedback=payload.feedback)
         return _store(storage, batch, paths, request.app.state.combiner)
 

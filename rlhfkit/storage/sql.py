@@ -42,7 +42,7 @@ from .._models import (
     InteractionFilter,
     RecordBatch,
 )
-from ..errors import ConfigurationError, StorageError, require
+from ..errors import ConfigurationError, StorageError, ValidationError, require
 from ._sql_checkpoint import BACKSTOP_PAGES, Checkpointer
 from ._sql_write_gate import WriteGate
 
@@ -312,7 +312,7 @@ class SQLStorage:
         except Exception as exc:
             if isinstance(exc, StorageError):
                 raise
-            raise StorageError(f"could not write {len(batch)} records: {exc}") from exc
+            raise _write_error(exc, f"{len(batch)} records") from exc
         if self._checkpointer is not None:
             self._checkpointer.wrote()
 
@@ -329,7 +329,7 @@ class SQLStorage:
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
                 return writes.copy_new_interactions(connection, interaction_rows)
         except Exception as exc:
-            raise StorageError(f"could not write {len(interaction_rows)} interactions: {exc}") from exc
+            raise _write_error(exc, f"{len(interaction_rows)} interactions") from exc
 
     # ------------------------------------------------------------------ single records
 
@@ -565,3 +565,27 @@ class SQLStorage:
         with self._connect() as connection:
             query = sa.select(i.c.model).where(i.c.project == self.project, i.c.model.is_not(None)).distinct()
             return sorted(connection.execute(query).scalars())
+
+
+# SQLSTATE classes of a refusal of the data itself: data exception, integrity
+# constraint violation, program limit exceeded (an index entry too large).
+_REFUSAL_CLASSES = ("22", "23", "54")
+
+
+def _write_error(exc: Exception, what: str) -> Exception:
+    """The error a failed write raises: ValidationError when the data was refused (sending it again cannot
+    help), StorageError otherwise (the database may be back on the next try)."""
+    if _refuses_data(exc):
+        return ValidationError("records", f"the database refused a record: {exc}")
+    return StorageError(f"could not write {what}: {exc}")
+
+
+def _refuses_data(exc: BaseException) -> bool:
+    """Whether a write failed on the records themselves rather than on the database's availability."""
+    import sqlite3
+
+    original = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's exception
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate[:2] in _REFUSAL_CLASSES
+    return isinstance(original, sqlite3.DataError | sqlite3.IntegrityError)

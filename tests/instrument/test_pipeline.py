@@ -223,6 +223,26 @@ def test_delivery_to_a_storage_backend_in_batches() -> None:
         inst.destroy(timeout_s=1)
 
 
+def test_a_record_an_instrumentor_made_unstorable_is_counted_and_the_rest_delivered(tmp_path: Path) -> None:
+    """An instrumentor that puts NaN in one record: it is counted in dropped_records, every other record is written."""
+    inst = RLHFInstrumentation(storage="local", data_dir=str(tmp_path), batch_size=10)
+    inst.add_instrumentor(
+        lambda i: i.model_copy(update={"metadata": {"score": float("nan")}}) if i.prompt == "poisoned" else i
+    )
+    try:
+        for n in range(4):
+            inst.capture_interaction(f"fine {n}", "ok")
+        inst.capture_interaction("poisoned", "ok")
+        inst.capture_interaction("fine 4", "ok")
+        assert inst.flush(timeout_s=5) == 0
+        assert inst.get_metrics().dropped_records == 1
+    finally:
+        inst.destroy(timeout_s=1)
+    text = "".join(p.read_text() for p in tmp_path.rglob("*.jsonl"))
+    assert [f"fine {n}" in text for n in range(5)] == [True] * 5
+    assert "poisoned" not in text
+
+
 def test_local_storage_appends_jsonl(tmp_path: Path) -> None:
     """storage='local' writes the captured records through LocalStorage under data_dir."""
     inst = RLHFInstrumentation(storage="local", data_dir=str(tmp_path), batch_size=2)

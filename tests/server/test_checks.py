@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from rlhfkit import Interaction, RecordBatch
+from rlhfkit._limits import check_storable
 from rlhfkit.errors import ValidationError
-from rlhfkit.server._checks import check_storable
 
 _DEEP: Any = [[[]]]
 for _ in range(70):

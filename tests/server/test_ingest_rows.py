@@ -120,9 +120,12 @@ def test_sqlite_rows_inserted_several_per_statement_match_one_per_row(tmp_path: 
 
 
 def test_a_failing_statement_of_a_multi_statement_sqlite_insert_stores_nothing(tmp_path: Any, monkeypatch: Any) -> None:
-    """An error in a later statement fails the write, and its transaction stores nothing."""
+    """An error in a later statement fails the write, and its transaction stores nothing.
 
-    from rlhfkit.errors import StorageError
+    The trigger refuses the data itself, so the write raises ValidationError (sending it again cannot help).
+    """
+
+    from rlhfkit.errors import ValidationError
     from rlhfkit.storage import _sql_write
     from rlhfkit.storage.sql import SQLStorage
 
@@ -134,7 +137,7 @@ def test_a_failing_statement_of_a_multi_statement_sqlite_insert_stores_nothing(t
             "CREATE TRIGGER refuse BEFORE INSERT ON interactions WHEN NEW.prompt = 'q12' "
             "BEGIN SELECT RAISE(ABORT, 'refused'); END"
         )
-    with pytest.raises(StorageError, match="refused"):
+    with pytest.raises(ValidationError, match="refused"):
         storage.write(RecordBatch(interactions=[Interaction(prompt=f"q{k}") for k in range(20)]))
     assert storage.count_interactions(InteractionFilter()) == 0
     storage.write(RecordBatch(interactions=[Interaction(prompt=f"ok{k}") for k in range(20)]))
