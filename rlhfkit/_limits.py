@@ -36,6 +36,7 @@ __all__ = [
     "check_storable",
     "check_text",
     "check_values",
+    "encodable",
 ]
 
 MAX_INDEXED_BYTES = 2000
@@ -50,13 +51,19 @@ def check_text(value: str | None, field: str, max_length: int | None = None) -> 
         return
     if "\x00" in value:
         raise ValidationError(field, "must not contain NUL characters", value)
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError(field, "must be valid Unicode (no lone surrogates)", None) from None
+    if not (value.isascii() or encodable(value)):
+        raise ValidationError(field, "must be valid Unicode (no lone surrogates)", None)
     if max_length is not None and len(value) > max_length:
         raise ValidationError(field, f"must be at most {max_length} characters", value)
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_values(value: Any, field: str) -> None:

@@ -22,7 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ._batching import BatchProcessor
 from ._config import RLHFConfig, create_storage
-from ._limits import SAFE_INDEXED_CHARS, check_record
+from ._limits import SAFE_INDEXED_CHARS, check_record, encodable
 from ._models import (
     AnalyticsResult,
     BinaryFeedback,
@@ -688,7 +688,7 @@ _PLAIN_VALUES = frozenset({str, int, bool, type(None)})
 def _plain_texts(*texts: str | None) -> bool:
     """Whether these strings hold no NUL character and no lone surrogate (the fast path's screen)."""
     for text in texts:
-        if text is not None and ("\x00" in text or not (text.isascii() or _encodable(text))):
+        if text is not None and ("\x00" in text or not (text.isascii() or encodable(text))):
             return False
     return True
 
@@ -709,14 +709,6 @@ def _plain_metadata(meta: dict[str, Any]) -> bool:
                 return False
         elif kind not in _PLAIN_VALUES and not (kind is float and -_INF < value < _INF):
             return False
-    return True
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
     return True
 _INF = float("inf")
 _time_ns = time.time_ns
