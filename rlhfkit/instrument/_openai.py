@@ -1,9 +1,11 @@
 """Instrumenting an ``openai.OpenAI`` / ``openai.AsyncOpenAI`` client instance.
 
 Wrapped on the instance: ``chat.completions.create`` (which the
-``chat.completions.stream`` helper and ``with_raw_response`` call through) and
-``responses.create`` (which ``responses.stream`` calls through). The client's
-own HTTP client gets an event hook that counts the SDK's retry attempts.
+``chat.completions.stream`` helper and ``with_raw_response`` call through),
+``responses.create`` (which ``responses.stream`` calls through), and the
+structured-output ``parse`` of both, which post on their own rather than
+through ``create``. The client's own HTTP client gets an event hook that
+counts the SDK's retry attempts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["instrument_openai", "is_openai_client"]
 
 _TARGETS = (("chat", "completions", "chat"), ("responses", None, "responses"))
+_METHODS = ("create", "parse")
 
 
 def is_openai_client(client: Any) -> bool:
@@ -46,16 +49,18 @@ def _maker(
 
 
 def instrument_openai(inst: RLHFInstrumentation, client: Any) -> list[Undo]:
-    """Wrap ``client``'s chat completions and responses; the undo functions, in order."""
+    """Wrap ``client``'s chat completions and responses (create and parse); the undo functions, in order."""
     types = _types()
     undo: list[Undo] = []
     for first, second, api in _TARGETS:
         resource = getattr(client, first, None)
         if resource is not None and second is not None:
             resource = getattr(resource, second, None)
-        if resource is None or not hasattr(resource, "create"):
+        if resource is None:
             continue
-        undo.append(patch(resource, "create", _maker(inst, api, types)))
+        for method in _METHODS:
+            if hasattr(resource, method):
+                undo.append(patch(resource, method, _maker(inst, api, types)))
     http_client = getattr(client, "_client", None)
     if http_client is not None:
         is_async = inspect.iscoroutinefunction(getattr(http_client, "send", None))

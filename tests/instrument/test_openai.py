@@ -256,7 +256,8 @@ def test_responses_api_create_and_stream(oai: openai.OpenAI, inst: RLHFInstrumen
 def test_uninstrument_restores_the_client(oai: openai.OpenAI, inst: RLHFInstrumentation) -> None:
     """After uninstrument, calls are not captured and the methods are the SDK's own again."""
     inst.uninstrument(oai)
-    assert "create" not in vars(oai.chat.completions)
+    for resource in (oai.chat.completions, oai.responses):
+        assert not {"create", "parse"} & set(vars(resource))
     oai.chat.completions.create(model="m", messages=user("not captured"))
     assert inst.get_interactions() == []
 
@@ -412,3 +413,47 @@ def test_two_instrumentations_on_one_client_both_capture(
             assert plain.prompt == "both plain" and streamed.incomplete is True
     finally:
         other.destroy(timeout_s=1)
+
+
+def test_structured_output_parse_is_captured_with_the_parsed_types_intact(
+    oai: openai.OpenAI, server: FakeLLMServer, inst: RLHFInstrumentation
+) -> None:
+    """chat.completions.parse and responses.parse (structured outputs) are captured once each; parsing still works."""
+    from openai.types.chat import ParsedChatCompletion
+    from openai.types.responses import ParsedResponse
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        city: str
+
+    server.queue_reply(text='{"city": "Paris"}')
+    server.queue_reply(text='{"city": "Lyon"}')
+    chat = oai.chat.completions.parse(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}], response_format=Answer
+    )
+    response = oai.responses.parse(model="gpt-4o-mini", input="Second city of France?", text_format=Answer)
+    assert isinstance(chat, ParsedChatCompletion) and chat.choices[0].message.parsed == Answer(city="Paris")
+    assert isinstance(response, ParsedResponse) and response.output_parsed == Answer(city="Lyon")
+    first, second = inst.get_interactions()
+    assert (first.prompt, first.response) == ("Capital of France?", '{"city": "Paris"}')
+    assert first.metadata["api"] == "chat.completions" and first.response_id == chat.id
+    assert first.token_usage is not None and first.token_usage.total == chat.usage.total_tokens  # type: ignore[union-attr]
+    assert (second.prompt, second.response) == ("Second city of France?", '{"city": "Lyon"}')
+    assert second.metadata["api"] == "responses"
+
+
+async def test_async_structured_output_parse_is_captured(
+    aoai: openai.AsyncOpenAI, server: FakeLLMServer, inst: RLHFInstrumentation
+) -> None:
+    """The async client's parse methods are wrapped as coroutines and captured."""
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        city: str
+
+    server.queue_reply(text='{"city": "Rome"}')
+    chat = await aoai.chat.completions.parse(
+        model="m", messages=[{"role": "user", "content": "Capital of Italy?"}], response_format=Answer
+    )
+    assert chat.choices[0].message.parsed == Answer(city="Rome")
+    assert [(i.prompt, i.response) for i in inst.get_interactions()] == [("Capital of Italy?", '{"city": "Rome"}')]
