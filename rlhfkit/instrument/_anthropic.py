@@ -1,6 +1,7 @@
 """Instrumenting an ``anthropic.Anthropic`` / ``anthropic.AsyncAnthropic`` client instance.
 
-``messages.create`` is wrapped like any SDK method. ``messages.stream`` does
+``messages.create`` and ``messages.parse`` (structured outputs, which posts on
+its own) are wrapped like any SDK method. ``messages.stream`` does
 not go through ``create``: it returns a ``MessageStreamManager`` holding the
 request to make on ``__enter__``; that request is wrapped in the manager, so
 ``text_stream``, ``get_final_message``, ``until_done`` and ``async with`` work
@@ -99,10 +100,15 @@ def _stream_method(inst: RLHFInstrumentation, orig: Callable[..., Any]) -> Calla
 
 
 def instrument_anthropic(inst: RLHFInstrumentation, client: Any) -> list[Undo]:
-    """Wrap ``client.messages.create`` and ``client.messages.stream``; the undo functions."""
+    """Wrap ``client.messages.create``, ``parse`` and ``stream``; the undo functions."""
     types = _types()
     messages = client.messages
-    undo = [patch(messages, "create", lambda orig: wrapper_for(inst, orig, "anthropic", "messages", types))]
+    undo = [
+        # parse (structured outputs) posts on its own, not through create.
+        patch(messages, method, lambda orig: wrapper_for(inst, orig, "anthropic", "messages", types))
+        for method in ("create", "parse")
+        if hasattr(messages, method)
+    ]
     if hasattr(messages, "stream"):
         undo.append(patch(messages, "stream", lambda orig: _stream_method(inst, orig)))
     http_client = getattr(client, "_client", None)

@@ -184,3 +184,22 @@ def test_raw_response_and_with_options(
     first, second = inst.get_interactions()
     assert first.response == message.content[0].text and first.metrics and first.metrics.retry_count == 1
     assert second.prompt == "copy"
+
+
+def test_structured_output_parse_is_captured(
+    claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer
+) -> None:
+    """messages.parse (structured outputs) is captured once; the SDK still parses the reply into the type."""
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        city: str
+
+    server.queue_reply(text='{"city": "Paris"}')
+    result = claude.messages.parse(
+        model="claude-x", max_tokens=64, messages=user("Capital of France?"), output_format=Answer
+    )
+    assert result.parsed_output == Answer(city="Paris")
+    (captured,) = inst.get_interactions()
+    assert (captured.prompt, captured.response) == ("Capital of France?", '{"city": "Paris"}')
+    assert captured.provider == "anthropic" and captured.response_id == result.id
