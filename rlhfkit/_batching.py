@@ -8,11 +8,13 @@ Every background write in rlhfkit goes through :class:`BatchProcessor`; sinks
   (back-pressure) instead of dropping anything.
 - A batch whose export raises stays queued and is retried with backoff, so an
   accepted record is never lost while the process lives.
-- A batch the backend refuses (``export`` raises
-  :class:`~rlhfkit.errors.ValidationError`: the data, not an outage) is split
-  until the refused records are alone; the others are exported, and each
+- A batch whose export fails on the data rather than on an outage (``export``
+  raises :class:`~rlhfkit.errors.ValidationError`, or any ``ValueError``,
+  ``TypeError``, ``AttributeError``, ``LookupError`` or ``ArithmeticError``) is
+  split until the failing records are alone; the others are exported, and each
   refused one goes to ``on_refused`` and is counted in ``refused``, instead of
-  holding up every record queued behind it.
+  holding up every record queued behind it. Anything else (``OSError``,
+  :class:`~rlhfkit.errors.StorageError`...) is an outage: retried.
 - ``flush(timeout_s)`` and ``shutdown(timeout_s)`` return how many records are
   still undelivered; they never hang past their timeout.
 - At interpreter exit every live processor is flushed.
@@ -32,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["BatchProcessor"]
+__all__ = ["DATA_ERRORS", "BatchProcessor"]
 
 log = logging.getLogger("rlhfkit.batching")
 
@@ -41,6 +43,8 @@ T = TypeVar("T")
 _live: weakref.WeakSet[BatchProcessor[object]] = weakref.WeakSet()
 
 _MAX_RETRY_DELAY_S = 30.0
+# Failures of the records themselves (ValidationError is a ValueError): sending them again cannot help.
+DATA_ERRORS = (ValueError, TypeError, AttributeError, LookupError, ArithmeticError)
 _LINGER_S = 0.02
 
 
@@ -265,11 +269,9 @@ class BatchProcessor(Generic[T]):
 
     def _export_or_isolate(self, chunk: list[T]) -> None:
         """Export ``chunk``; when the backend refuses it, split it to export all but the refused records."""
-        from .errors import ValidationError
-
         try:
             self._export(chunk)
-        except ValidationError as exc:
+        except DATA_ERRORS as exc:
             if len(chunk) == 1:
                 self._refuse(chunk[0], exc)
                 return

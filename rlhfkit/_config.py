@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._models import StorageBackend
 from .errors import ConfigurationError, from_pydantic
@@ -47,6 +47,15 @@ class RLHFConfig(BaseModel):
     default_metadata: dict[str, Any] = Field(default_factory=dict)
     debug: bool = False
     close_timeout_s: float = Field(default=30.0, ge=0, description="how long close() and exit wait for storage")
+
+    @field_validator("default_metadata")
+    @classmethod
+    def _storable_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        # Merged into every record: a value no backend can store would refuse every call.
+        from ._limits import check_values
+
+        check_values(metadata, "")
+        return metadata
 
     @model_validator(mode="before")
     @classmethod

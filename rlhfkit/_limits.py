@@ -31,7 +31,9 @@ from .errors import ValidationError
 __all__ = [
     "MAX_DEPTH",
     "MAX_INDEXED_BYTES",
+    "MAX_MODEL_BYTES",
     "SAFE_INDEXED_CHARS",
+    "SAFE_MODEL_CHARS",
     "check_record",
     "check_storable",
     "check_text",
@@ -40,9 +42,12 @@ __all__ = [
 ]
 
 MAX_INDEXED_BYTES = 2000
+MAX_MODEL_BYTES = 300
+"""Model names are tighter: a comparison's index entry holds two of them beside two ids."""
 MAX_DEPTH = 64
 SAFE_INDEXED_CHARS = MAX_INDEXED_BYTES // 4
 """No string of this many characters or fewer exceeds MAX_INDEXED_BYTES in UTF-8."""
+SAFE_MODEL_CHARS = MAX_MODEL_BYTES // 4
 
 
 def check_text(value: str | None, field: str, max_length: int | None = None) -> None:
@@ -85,8 +90,10 @@ def check_values(value: Any, field: str) -> None:
                 if isinstance(key, str):
                     check_text(key, f"{where}.<key>" if where else "<key>")
                 stack.append((sub, name))
-        elif isinstance(item, list | tuple):
+        elif isinstance(item, list | tuple | set | frozenset):
             stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
+        elif isinstance(item, bytes) and b"\x00" in item:
+            raise ValidationError(where, "must not contain NUL characters", None)
 
 
 def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_paths: list[str]) -> None:
@@ -109,10 +116,10 @@ def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_pa
 
 def _check_interaction(interaction: Interaction, where: str) -> None:
     model, user_id, session_id = interaction.model, interaction.user_id, interaction.session_id
-    if (model and len(model) > SAFE_INDEXED_CHARS) or (user_id and len(user_id) > SAFE_INDEXED_CHARS) or (
+    if (model and len(model) > SAFE_MODEL_CHARS) or (user_id and len(user_id) > SAFE_INDEXED_CHARS) or (
         session_id and len(session_id) > SAFE_INDEXED_CHARS
     ):
-        _indexable(model, where, "model")
+        _indexable(model, where, "model", MAX_MODEL_BYTES)
         _indexable(user_id, where, "user_id")
         _indexable(session_id, where, "session_id")
     latency = interaction.latency
@@ -156,12 +163,10 @@ def _check_session(session: FeedbackSession, where: str) -> None:
 _PLAIN = frozenset({str, int, bool, type(None)})
 
 
-def _indexable(value: str | None, where: str, name: str) -> None:
+def _indexable(value: str | None, where: str, name: str, limit: int = MAX_INDEXED_BYTES) -> None:
     # PostgreSQL cannot index a value above about 2,700 bytes (a third of a page).
-    if value is not None and len(value) > SAFE_INDEXED_CHARS and len(value.encode()) > MAX_INDEXED_BYTES:
-        raise ValidationError(
-            _at(where, name), f"must be at most {MAX_INDEXED_BYTES} bytes (it is indexed by the database)", None
-        )
+    if value is not None and len(value) > limit // 4 and len(value.encode()) > limit:
+        raise ValidationError(_at(where, name), f"must be at most {limit} bytes (it is indexed by the database)", None)
 
 
 def _finite(value: float | None, where: str, name: str) -> None:
@@ -175,13 +180,16 @@ _METRIC_FLOATS = (
 )
 
 
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
 def _shallow(value: Any, where: str, name: str) -> None:
     """Refuse free-form values nested deeper than MAX_DEPTH (JSON encoders give up around 256) or holding NaN."""
     if not value:
         return
     # The usual case, one level of plain strings, numbers and booleans, needs no stack.
     for sub in value.values() if isinstance(value, dict) else value:
-        if isinstance(sub, dict | list) or (isinstance(sub, float) and not math.isfinite(sub)):
+        if isinstance(sub, _CONTAINERS) or (isinstance(sub, float) and not math.isfinite(sub)):
             break
     else:
         return
@@ -191,7 +199,7 @@ def _shallow(value: Any, where: str, name: str) -> None:
         if depth > MAX_DEPTH:
             raise ValidationError(_at(where, name), f"must not be nested deeper than {MAX_DEPTH} levels", None)
         for sub in item.values() if isinstance(item, dict) else item:
-            if isinstance(sub, dict | list):
+            if isinstance(sub, _CONTAINERS):
                 stack.append((sub, depth + 1))
             elif isinstance(sub, float) and not math.isfinite(sub):
                 check_values(value, _at(where, name))  # names the exact place

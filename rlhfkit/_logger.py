@@ -22,7 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ._batching import BatchProcessor
 from ._config import RLHFConfig, create_storage
-from ._limits import SAFE_INDEXED_CHARS, check_record, encodable
+from ._limits import SAFE_INDEXED_CHARS, SAFE_MODEL_CHARS, check_record, encodable
 from ._models import (
     AnalyticsResult,
     BinaryFeedback,
@@ -269,15 +269,16 @@ class RLHFLogger:
             or type(response) is not str
             or context
             or model_params
-            or timestamp
+            or timestamp is not None
             or not (model is None or type(model) is str)
-            or not (latency is None or (type(latency) in _NUMBERS and 0 <= latency < _INF))
+            or not (latency is None or (type(latency) in _NUMBERS and 0 <= latency < _MAX_FLOAT))
             or not (user_id is None or type(user_id) is str)
             or not (session_id is None or type(session_id) is str)
             or len(record_id) > 200
             or not prompt.strip()
             or not _plain_texts(record_id, prompt, response, model, user_id, session_id)
-            or not _short_enough_to_index(model, user_id, session_id)
+            or not (model is None or len(model) <= SAFE_MODEL_CHARS)
+            or not _short_enough_to_index(user_id, session_id)
             or not (meta is None or _plain_metadata(meta))
             or (
                 token_usage is not None
@@ -335,9 +336,9 @@ class RLHFLogger:
         """log_interaction's general path: pydantic validates the call."""
         fields: dict[str, Any] = {
             "id": record_id, "prompt": prompt, "response": response, "model": model, "latency": latency,
-            "token_usage": token_usage, "model_params": dict(model_params or {}), "context": list(context or ()),
+            "token_usage": token_usage, "model_params": _mapping(model_params, "model_params"), "context": _sequence(context, "context"),
             "user_id": user_id, "session_id": session_id, "metadata": meta or {},
-            "timestamp": timestamp or _utc_from_ns(time_ns),
+            "timestamp": _utc_from_ns(time_ns) if timestamp is None else timestamp,
         }  # fmt: skip
         try:
             interaction = Interaction.model_validate(fields)
@@ -387,8 +388,8 @@ class RLHFLogger:
         """Log scores on several dimensions (e.g. accuracy, clarity), optionally weighted."""
         data = {
             "type": "multi_dimensional",
-            "dimensions": dict(dimensions),
-            "weights": None if weights is None else dict(weights),
+            "dimensions": _mapping(dimensions, "dimensions", required=True),
+            "weights": None if weights is None else _mapping(weights, "weights"),
             "overall_comment": overall_comment,
             "max_score": max_score,
         }
@@ -413,7 +414,7 @@ class RLHFLogger:
         data = {
             "type": "comparative",
             "preferred_id": preferred_id,
-            "alternative_ids": list(alternative_ids),
+            "alternative_ids": _sequence(alternative_ids, "alternative_ids"),
             "reason": reason,
             "confidence": confidence if confidence is not None else confidence_level,
         }
@@ -424,12 +425,17 @@ class RLHFLogger:
 
         Feedback is checked against the stored interactions like any other.
         """
-        if isinstance(record, Feedback):
-            self._check_interactions_exist(record.interaction_ids())
-        elif not isinstance(record, Interaction):
+        if not isinstance(record, Interaction | Feedback):
             raise ValidationError(
                 "record", f"expected an Interaction or a Feedback, got {type(record).__name__}"
             )
+        # Checked again: a model can be built without validation, or changed after it.
+        try:
+            record = type(record).model_validate(record.__dict__)
+        except PydanticValidationError as exc:
+            raise from_pydantic(exc) from None
+        if isinstance(record, Feedback):
+            self._check_interactions_exist(record.interaction_ids())
         self._identity(record.user_id, record.session_id)
         return self._accept(record)
 
@@ -444,7 +450,7 @@ class RLHFLogger:
             "user_id": user_id,
             "session_id": session_id,
             "source": options.pop("source", None),
-            "timestamp": options.pop("timestamp", None) or utc_now(),
+            "timestamp": _given_or(options.pop("timestamp", None), utc_now),
             "metadata": self._metadata(options.pop("metadata", None), options),
         }
         try:
@@ -534,7 +540,10 @@ class RLHFLogger:
         with self._lock:
             if self._session is not None:
                 self.end_session()
-            session = FeedbackSession(user_id=user_id, metadata=dict(metadata or {}))
+            try:
+                session = FeedbackSession(user_id=user_id, metadata=_mapping(metadata, "metadata"))
+            except PydanticValidationError as exc:
+                raise from_pydantic(exc) from None
             check_record(session)
             self._session = session
             self._session_key = (self._session.id, self._session.interaction_ids)
@@ -685,6 +694,28 @@ _NUMBERS = (int, float)
 _PLAIN_VALUES = frozenset({str, int, bool, type(None)})
 
 
+def _given_or(value: Any, default: Callable[[], Any]) -> Any:
+    return default() if value is None else value
+
+
+def _mapping(value: Any, field: str, required: bool = False) -> dict[str, Any]:
+    """``value`` as a new dict; ValidationError naming ``field`` when it is not a mapping."""
+    if value is None and not required:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, "must be a mapping", value)
+    return dict(value)
+
+
+def _sequence(value: Any, field: str) -> list[Any]:
+    """``value`` as a new list; ValidationError naming ``field`` when it is not a list or tuple."""
+    if value is None:
+        return []
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+        raise ValidationError(field, "must be a list", value)
+    return list(value)
+
+
 def _plain_texts(*texts: str | None) -> bool:
     """Whether these strings hold no NUL character and no lone surrogate (the fast path's screen)."""
     for text in texts:
@@ -711,6 +742,7 @@ def _plain_metadata(meta: dict[str, Any]) -> bool:
             return False
     return True
 _INF = float("inf")
+_MAX_FLOAT = 1.7e308  # an int above it cannot become a float
 _time_ns = time.time_ns
 _monotonic = time.monotonic
 

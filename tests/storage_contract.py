@@ -211,9 +211,11 @@ class StorageContract:
         assert ids(storage.iter_feedback(FeedbackFilter())) == [f"f{n:02d}" for n in range(1, 13)]
 
     def test_long_strings_are_stored_whole(self, storage: Storage) -> None:
-        """Fields without a length limit in the model (names, ids, dimensions) are stored at any length."""
+        """Long names, ids and dimensions (up to the indexed limits: 300 bytes for a model name) are stored whole."""
         long = "x" * 1000
-        interaction = Interaction(id="L" * 200, prompt=long, model=long, provider=long, user_id=long, session_id=long)
+        interaction = Interaction(
+            id="L" * 200, prompt=long, model="m" * 300, provider=long, user_id=long, session_id=long
+        )
         fb = Feedback(
             id="F" * 200, interaction_id=interaction.id, type="multi_dimensional", source=long, user_id=long,
             data={"type": "multi_dimensional", "dimensions": {long: 3}},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from rlhfkit import Interaction, InteractionFilter, RecordBatch, RLHFConfig, RLHFLogger, create_rlhf_logger
 from rlhfkit._batching import BatchProcessor
 from rlhfkit._limits import check_record
-from rlhfkit.errors import ValidationError
+from rlhfkit.errors import ConfigurationError, ValidationError
 from rlhfkit.storage.memory import MemoryStorage
 from rlhfkit.storage.sql import SQLStorage
 from tests.test_logger import backend_settings
@@ -43,6 +44,12 @@ POISON_INTERACTIONS = [
     ({"metadata": {"thing": object()}}, "metadata.thing"),
     ({"context": [{"role": "user", "content": "hi\x00"}]}, "context[0].content"),
     ({"model_params": {"temperature": float("nan")}}, "model_params.temperature"),
+    ({"model": "m" * 301}, "model"),
+    ({"latency": 10**400}, "latency"),
+    ({"metadata": {"scores": (1.0, float("nan"))}}, "metadata.scores[1]"),
+    ({"metadata": {"blob": b"a\x00b"}}, "metadata.blob"),
+    ({"model_params": "abc"}, "model_params"),
+    ({"context": 5}, "context"),
 ]
 
 
@@ -80,6 +87,10 @@ def test_unstorable_interaction_is_refused_and_the_next_one_is_stored(
         (lambda lg, i: lg.log_text_feedback(i, "fine\x00"), "data.comment"),
         (lambda lg, i: lg.log_multi_dimensional_feedback(i, {LONG: 3}), "data.dimensions"),
         (lambda lg, i: lg.log_binary_feedback(i, True, source="ui\x00"), "source"),
+        (lambda lg, i: lg.log_rating(i, 4, metadata={"k": (float("inf"),)}), "metadata.k[0]"),
+        (lambda lg, i: lg.log_multi_dimensional_feedback(i, None), "dimensions"),
+        (lambda lg, i: lg.log_multi_dimensional_feedback(i, {"a": 3}, weights=[1]), "weights"),
+        (lambda lg, i: lg.log_comparative_feedback(i, None), "alternative_ids"),
     ],
 )
 def test_unstorable_feedback_is_refused_and_stores_nothing(backend: dict[str, Any], call: Any, field: str) -> None:
@@ -94,13 +105,53 @@ def test_unstorable_feedback_is_refused_and_stores_nothing(backend: dict[str, An
         assert logger.get_feedback_stats().total_feedback == 1
 
 
-def test_session_metadata_is_checked_when_the_session_starts() -> None:
-    """start_session refuses metadata no backend could store, and the logger keeps working without a session."""
+@pytest.mark.parametrize(
+    ("user_id", "metadata", "field"),
+    [("u1", {"x": float("inf")}, "metadata.x"), ("u1", [1], "metadata"), (5, None, "user_id")],
+)
+def test_session_is_checked_when_it_starts(user_id: Any, metadata: Any, field: str) -> None:
+    """start_session refuses what no backend could store with a ValidationError; no session is started."""
     with create_rlhf_logger(backend="memory") as logger:
         with pytest.raises(ValidationError) as refused:
-            logger.start_session("u1", metadata={"x": float("inf")})
-        assert refused.value.field == "metadata.x"
+            logger.start_session(user_id, metadata=metadata)
+        assert refused.value.field == field
         assert logger.get_current_session() is None
+
+
+def test_log_record_validates_records_built_or_changed_without_validation() -> None:
+    """A record built with model_construct or changed after validation is refused, naming the field."""
+    changed = Interaction(prompt="p")
+    changed.prompt = 5  # type: ignore[assignment]
+    with create_rlhf_logger(backend="memory") as logger:
+        for record, field in ((changed, "prompt"), (Interaction.model_construct(), "prompt")):
+            with pytest.raises(ValidationError) as refused:
+                logger.log_record(record)
+            assert refused.value.field == field
+        assert logger.flush(5) == 0 and logger.query_interactions() == []
+
+
+def test_literal_backslash_u0000_text_is_stored_on_postgres(postgres_dsn: str) -> None:
+    """Text holding a backslash then u0000 (not a NUL) is stored, in columns and in JSON alike."""
+    text = "in JSON, \\u0000 is how NUL is written"
+    settings = {"postgres": {"url": postgres_dsn, "project": secrets.token_hex(6)}}
+    with create_rlhf_logger(backend="postgres", backend_config=settings, batch_flush_interval_s=0.05) as logger:
+        iid = logger.log_interaction(text, text, metadata={"note": text})
+        logger.log_text_feedback(iid, text, metadata={"note": text})
+        assert logger.flush(10) == 0 and logger.refused_records == 0
+        stored = logger.get_interaction(iid)
+        assert stored is not None and (stored.prompt, stored.metadata["note"]) == (text, text)
+        assert logger.get_feedback_stats().total_feedback == 1
+
+
+def test_comparison_of_models_with_the_longest_names_is_stored_on_postgres(postgres_dsn: str) -> None:
+    """Two models at the 300-byte limit fit the comparison pairs' index entry beside both ids."""
+    settings = {"postgres": {"url": postgres_dsn, "project": secrets.token_hex(6)}}
+    with create_rlhf_logger(backend="postgres", backend_config=settings, batch_flush_interval_s=0.05) as logger:
+        first = logger.log_interaction("p", "a", model=secrets.token_hex(150))
+        second = logger.log_interaction("p", "b", model=secrets.token_hex(150))
+        logger.log_comparative_feedback(first, [second])
+        assert logger.flush(10) == 0 and logger.refused_records == 0
+        assert logger.get_feedback_stats().comparative.count == 1
 
 
 def test_log_record_checks_records_built_elsewhere() -> None:
@@ -109,6 +160,22 @@ def test_log_record_checks_records_built_elsewhere() -> None:
         with pytest.raises(ValidationError) as refused:
             logger.log_record(Interaction(prompt="p", tool_calls=[{"args": ("x\x00",)}]))
         assert refused.value.field == "tool_calls[0].args[0]"
+
+
+def test_an_export_failing_on_the_data_is_isolated_like_a_refusal() -> None:
+    """A TypeError from one record (not an outage) sets that record aside; the queue does not jam."""
+    exported: list[Any] = []
+
+    def export(items: Any) -> None:
+        lengths = [len(item) for item in items]  # len(None) raises TypeError
+        exported.extend(lengths)
+
+    processor: BatchProcessor[Any] = BatchProcessor(export, batch_size=10)
+    for item in ["a", "bb", None, "dddd"]:
+        processor.submit(item)
+    assert processor.flush(5) == 0 and processor.refused == 1
+    assert sorted(exported) == [1, 2, 4]
+    processor.shutdown(1)
 
 
 def test_storable_text_that_only_looks_suspect_is_accepted() -> None:
@@ -179,3 +246,20 @@ def test_postgres_refusal_is_a_validation_error(postgres_dsn: str) -> None:
         assert list(storage.iter_interactions(InteractionFilter())) == []
     finally:
         storage.close()
+
+
+def test_default_metadata_no_backend_could_store_is_refused_by_the_config() -> None:
+    """default_metadata joins every record, so a NaN in it is a ConfigurationError up front, not a refusal per call."""
+    with pytest.raises(ConfigurationError, match="default_metadata"):
+        create_rlhf_logger(backend="memory", default_metadata={"x": float("nan")})
+
+
+def test_a_timestamp_at_the_epoch_is_kept() -> None:
+    """timestamp=0 (1970-01-01) is a time, not a missing value: it is stored as given, for feedback too."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    with create_rlhf_logger(backend="memory") as logger:
+        iid = logger.log_interaction("p", "r", timestamp=0)
+        fid = logger.log_rating(iid, 3, timestamp=0)
+        interaction, feedback = logger.get_interaction(iid), logger.get_feedback(fid)
+        assert interaction is not None and interaction.timestamp == epoch
+        assert feedback is not None and feedback.timestamp == epoch

@@ -15,6 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .._batching import DATA_ERRORS
 from .._models import Feedback, Interaction, RecordBatch
 
 __all__ = ["Destination", "LoggerDestination", "RecordBuffer", "StorageDestination"]
@@ -42,13 +43,15 @@ class LoggerDestination:
         self.rejected = 0
 
     def deliver(self, records: list[Record]) -> None:
-        """``logger.log_record`` each record; a record the logger refuses is counted, not retried."""
-        from ..errors import ValidationError
+        """``logger.log_record`` each record; a record the logger refuses is counted, not retried.
 
+        An instrumentor or middleware may have left a record the logger cannot
+        take (a wrong type, say): it is refused alone, never holding up the rest.
+        """
         for record in records:
             try:
                 self.logger.log_record(record)
-            except ValidationError:
+            except DATA_ERRORS:
                 self.rejected += 1
                 logger.exception("the RLHFLogger refused record %s; counted in dropped_records", record.id)
 
@@ -91,11 +94,10 @@ class StorageDestination:
 
     def _storable(self, record: Record) -> bool:
         from .._limits import check_record
-        from ..errors import ValidationError
 
         try:
             check_record(record)
-        except ValidationError:
+        except DATA_ERRORS:  # ValidationError included
             self.rejected += 1
             logger.exception("record %s cannot be stored; counted in dropped_records", record.id)
             return False

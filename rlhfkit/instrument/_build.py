@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from .._limits import check_record
 from .._models import (
     BinaryData,
     BinaryFeedback,
@@ -268,6 +269,8 @@ def feedback_from_event(
         raise ValidationError("interaction_id", "must be a non-empty string", interaction_id)
     if kind not in SPEC_FEEDBACK_TYPES:
         raise ValidationError("type", f"must be one of {', '.join(SPEC_FEEDBACK_TYPES)}", kind)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValidationError("metadata", "must be a mapping", metadata)
     try:
         feedback_type, data = _feedback_data(kind, value, comment, max_rating)
         meta = dict(metadata or {})
@@ -276,7 +279,7 @@ def feedback_from_event(
             meta["value"] = jsonable(value)
         elif comment and feedback_type is FeedbackType.BINARY:
             meta["comment"] = comment
-        return Feedback(
+        feedback = Feedback(
             interaction_id=interaction_id,
             type=feedback_type,
             data=data,
@@ -287,3 +290,7 @@ def feedback_from_event(
         )
     except PydanticValidationError as exc:
         raise from_pydantic(exc, "feedback") from None
+    except (OverflowError, TypeError) as exc:  # a rating beyond any float, say
+        raise ValidationError("value", str(exc), value) from None
+    check_record(feedback)
+    return feedback

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
+from .._limits import check_record
 from .._models import ContextData, Feedback, Interaction
 from ..errors import ClosedError, ValidationError, from_pydantic
 from ._anthropic import instrument_anthropic, is_anthropic_client
@@ -218,6 +219,7 @@ class RLHFInstrumentation:
             if isinstance(exc, ValidationError):
                 raise
             raise ValidationError("interaction", str(exc)) from None
+        check_record(interaction)
         if self._sample_rate < 1.0 and self._rng.random() >= self._sample_rate:
             return None
         if interaction.error is not None and not self.config.capture_errors:

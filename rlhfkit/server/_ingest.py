@@ -197,7 +197,10 @@ def _from_event(raw: dict[str, Any], where: str) -> dict[str, Any]:
         "interaction_id": raw.get("interactionId"),
         "type": data["type"],
         "data": data,
-        "metadata": {**(raw.get("metadata") or {}), **({"spec_type": kind} if kind == "custom" else {})},
+        "metadata": {
+            **_object(raw.get("metadata") or {}, f"{where}.metadata"),
+            **({"spec_type": kind} if kind == "custom" else {}),
+        },
     }
     for theirs, ours in (("id", "id"), ("userId", "user_id"), ("sessionId", "session_id"), ("source", "source")):
         if raw.get(theirs) is not None:

@@ -7,6 +7,7 @@ that bulk writes cost little more than the database's own insert.
 
 from __future__ import annotations
 
+import re
 from itertools import chain
 from typing import Any
 
@@ -144,7 +145,9 @@ def pair_rows(project: str, f: Feedback) -> list[tuple[Any, ...]]:
 def nul_column(records: list[tuple[Any, ...]], columns: tuple[str, ...]) -> tuple[int, str] | None:
     """(row index, column) of the first text holding a NUL character, which PostgreSQL cannot store.
 
-    JSON columns hold it escaped as ``\\u0000``; jsonb refuses that too.
+    JSON columns hold it escaped as ``\\u0000``; jsonb refuses that too. In
+    JSON, a text holding a backslash then ``u0000`` reads ``\\\\u0000``: the
+    escape counts only after an even number of backslashes.
     """
     # Almost no batch holds one: look at all the text at once, and walk the rows only to name the place.
     text = "".join([v for v in chain.from_iterable(records) if isinstance(v, str)])
@@ -153,9 +156,15 @@ def nul_column(records: list[tuple[Any, ...]], columns: tuple[str, ...]) -> tupl
         return None
     for index, record in enumerate(records):
         for column, value in zip(columns, record, strict=False):
-            if isinstance(value, str) and ("\x00" in value or "\\u0000" in value):
+            if isinstance(value, str) and (
+                "\x00" in value or (column in _JSON_COLUMNS and _JSON_NUL.search(value) is not None)
+            ):
                 return index, column
     return None
+
+
+_JSON_COLUMNS = frozenset({"doc", "data", "metadata"})
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def session_values(project: str, s: FeedbackSession) -> dict[str, Any]:

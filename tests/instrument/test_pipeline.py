@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from rlhfkit import BinaryFeedback, Feedback, FeedbackType, Interaction, RecordBatch
+from rlhfkit import BinaryFeedback, Feedback, FeedbackType, Interaction, RecordBatch, create_rlhf_logger
 from rlhfkit.errors import ClosedError, ValidationError
 from rlhfkit.instrument import InstrumentationConfig, RLHFInstrumentation, create_instrumentation
 from rlhfkit.storage.memory import MemoryStorage
@@ -241,6 +241,49 @@ def test_a_record_an_instrumentor_made_unstorable_is_counted_and_the_rest_delive
     text = "".join(p.read_text() for p in tmp_path.rglob("*.jsonl"))
     assert [f"fine {n}" in text for n in range(5)] == [True] * 5
     assert "poisoned" not in text
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda inst: inst.capture_interaction("p\x00", "r"), "prompt"),
+        (lambda inst: inst.capture_interaction("p", "r", metadata={"x": float("nan")}), "metadata.x"),
+        (lambda inst: inst.capture_interaction("p", "r", model="m" * 400), "model"),
+        (lambda inst: inst.capture_feedback("some-id", "rating", 10**400), "value"),
+        (lambda inst: inst.capture_feedback("some-id", "thumbs-up", True, metadata=[1]), "metadata"),
+        (lambda inst: inst.capture_feedback("some-id", "text", "fine\x00"), "data.comment"),
+    ],
+)
+def test_manual_capture_refuses_what_no_backend_could_store(inst: RLHFInstrumentation, call: Any, field: str) -> None:
+    """capture_interaction / capture_feedback raise ValidationError naming the field rather than drop it later."""
+    with pytest.raises(ValidationError) as refused:
+        call(inst)
+    assert refused.value.field == field
+    assert inst.get_interactions() == [] and inst.get_metrics().dropped_records == 0
+
+
+def test_a_record_a_middleware_broke_does_not_block_the_logger(tmp_path: Path) -> None:
+    """A middleware that sets a wrong type: that record is counted as dropped, the ones after it reach the logger."""
+    logger = create_rlhf_logger(backend="memory", enable_session_tracking=False)
+    inst = RLHFInstrumentation(logger=logger, batch_size=10)
+
+    def break_one(interaction: Interaction, next: Any) -> Any:
+        if interaction.prompt == "broken":
+            interaction.model = 7  # type: ignore[assignment]
+        return next(interaction)
+
+    inst.add_middleware(break_one)
+    try:
+        inst.capture_interaction("fine 1", "ok")
+        inst.capture_interaction("broken", "ok")
+        inst.capture_interaction("fine 2", "ok")
+        assert inst.flush(timeout_s=5) == 0
+        assert inst.get_metrics().dropped_records == 1
+        assert logger.flush(5) == 0
+        assert sorted(i.prompt for i in logger.query_interactions()) == ["fine 1", "fine 2"]
+    finally:
+        inst.destroy(timeout_s=1)
+        logger.close()
 
 
 def test_local_storage_appends_jsonl(tmp_path: Path) -> None:

@@ -197,6 +197,9 @@ def test_malformed_bodies_get_422_naming_the_field(collector: Collector, project
                                     + b"]" * 300 + b"}}]}",
                                     "headers": {**project.headers, "Content-Type": "application/json"}},
          "interactions[0].metadata"),
+        ("/v1/feedback", {"json": {"interactionId": "x", "type": "thumbs-up", "metadata": [1]}}, "metadata"),
+        ("/v1/interactions/batch", {"json": {"interactions": [_interaction(model="m" * 301)]}},
+         "interactions[0].model"),
     ]
     for path, kwargs, field in cases:
         if "headers" in kwargs:

@@ -10,12 +10,34 @@ from hypothesis import strategies as st
 from rlhfkit.storage import _sql_rows as rows
 
 
+def _escaped_nul(json_text: str) -> bool:
+    """Whether JSON text holds the escape \\u0000: a backslash-u0000 after an even number of backslashes."""
+    start = json_text.find("\\u0000")
+    while start != -1:
+        before = len(json_text[:start]) - len(json_text[:start].rstrip("\\"))
+        if before % 2 == 0:
+            return True
+        start = json_text.find("\\u0000", start + 1)
+    return False
+
+
 def _walk(records: list[tuple[Any, ...]], columns: tuple[str, ...]) -> tuple[int, str] | None:
     for index, record in enumerate(records):
         for column, value in zip(columns, record, strict=False):
-            if isinstance(value, str) and ("\x00" in value or "\\u0000" in value):
+            if isinstance(value, str) and (
+                "\x00" in value or (column in ("doc", "data", "metadata") and _escaped_nul(value))
+            ):
                 return index, column
     return None
+
+
+def test_an_escape_counts_only_after_an_even_number_of_backslashes() -> None:
+    """In JSON, \\\\u0000 is a backslash then u0000 (storable); \\u0000 and \\\\\\u0000 hold a NUL."""
+    doc = ("project", "id")
+    assert rows.nul_column([("p", '{"a": "\\\\u0000"}')], ("project", "doc")) is None
+    assert rows.nul_column([("p", '{"a": "\\u0000"}')], ("project", "doc")) == (0, "doc")
+    assert rows.nul_column([("p", '{"a": "\\\\\\u0000"}')], ("project", "doc")) == (0, "doc")
+    assert rows.nul_column([("p", "plain text with \\u0000")], doc) is None
 
 
 _texts = st.text(alphabet=st.sampled_from(["a", "\\", "u", "0", "\x00", "é", " "]), max_size=8)
