@@ -336,7 +336,8 @@ class RLHFLogger:
         """log_interaction's general path: pydantic validates the call."""
         fields: dict[str, Any] = {
             "id": record_id, "prompt": prompt, "response": response, "model": model, "latency": latency,
-            "token_usage": token_usage, "model_params": _mapping(model_params, "model_params"), "context": _sequence(context, "context"),
+            "token_usage": token_usage, "model_params": _mapping(model_params, "model_params"),
+            "context": _sequence(context, "context"),
             "user_id": user_id, "session_id": session_id, "metadata": meta or {},
             "timestamp": _utc_from_ns(time_ns) if timestamp is None else timestamp,
         }  # fmt: skip
@@ -691,6 +692,8 @@ class RLHFLogger:
 
 
 _NUMBERS = (int, float)
+_INF = float("inf")
+_MAX_FLOAT = 1.7e308  # an int above it cannot become a float
 _PLAIN_VALUES = frozenset({str, int, bool, type(None)})
 
 
@@ -708,10 +711,10 @@ def _mapping(value: Any, field: str, required: bool = False) -> dict[str, Any]:
 
 
 def _sequence(value: Any, field: str) -> list[Any]:
-    """``value`` as a new list; ValidationError naming ``field`` when it is not a list or tuple."""
+    """``value`` (a list, tuple, set or other iterable) as a new list; ValidationError naming ``field`` else."""
     if value is None:
         return []
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise ValidationError(field, "must be a list", value)
     return list(value)
 
@@ -741,8 +744,8 @@ def _plain_metadata(meta: dict[str, Any]) -> bool:
         elif kind not in _PLAIN_VALUES and not (kind is float and -_INF < value < _INF):
             return False
     return True
-_INF = float("inf")
-_MAX_FLOAT = 1.7e308  # an int above it cannot become a float
+
+
 _time_ns = time.time_ns
 _monotonic = time.monotonic
 

@@ -79,18 +79,21 @@ class StorageDestination:
         return self._storage
 
     def deliver(self, records: list[Record]) -> None:
-        """One ``write`` of every storable record; one no backend could store is counted and logged instead.
+        """One ``write`` of every record; when it fails, records no backend could store are set aside.
 
-        Such a record (an instrumentor that put NaN or a NUL character in it,
-        say) would otherwise make every write of its batch fail, again and again.
+        Such a record (an instrumentor that put a lone surrogate in it, say)
+        would otherwise make every write of its batch fail, again and again. It
+        is counted in ``rejected`` and logged, and the others are written. The
+        records are checked only after a failed write: the usual write pays nothing.
         """
-        storable = [r for r in records if self._storable(r)]
-        batch = RecordBatch(
-            interactions=[r for r in storable if isinstance(r, Interaction)],
-            feedback=[r for r in storable if isinstance(r, Feedback)],
-        )
-        if len(batch):
-            self.storage.write(batch)
+        try:
+            self.storage.write(_batch(records))
+        except Exception:
+            storable = [r for r in records if self._storable(r)]
+            if len(storable) == len(records):
+                raise  # not the records: the backend is failing, and the batch is retried
+            if storable:
+                self.storage.write(_batch(storable))
 
     def _storable(self, record: Record) -> bool:
         from .._limits import check_record
@@ -107,6 +110,13 @@ class StorageDestination:
         """Close the backend if it was opened."""
         if self._storage is not None:
             self._storage.close()
+
+
+def _batch(records: list[Record]) -> RecordBatch:
+    return RecordBatch(
+        interactions=[r for r in records if isinstance(r, Interaction)],
+        feedback=[r for r in records if isinstance(r, Feedback)],
+    )
 
 
 class RecordBuffer:

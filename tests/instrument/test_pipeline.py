@@ -224,10 +224,10 @@ def test_delivery_to_a_storage_backend_in_batches() -> None:
 
 
 def test_a_record_an_instrumentor_made_unstorable_is_counted_and_the_rest_delivered(tmp_path: Path) -> None:
-    """An instrumentor that puts NaN in one record: it is counted in dropped_records, every other record is written."""
+    """An instrumentor that puts a lone surrogate in one record: it is counted as dropped, every other one is written."""
     inst = RLHFInstrumentation(storage="local", data_dir=str(tmp_path), batch_size=10)
     inst.add_instrumentor(
-        lambda i: i.model_copy(update={"metadata": {"score": float("nan")}}) if i.prompt == "poisoned" else i
+        lambda i: i.model_copy(update={"metadata": {"note": "a\ud800"}}) if i.prompt == "poisoned" else i
     )
     try:
         for n in range(4):
