@@ -10,6 +10,7 @@ what it has written.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 import time
@@ -477,7 +478,12 @@ class RLHFLogger:
             raise ValidationError("metadata", "must be a mapping", metadata)
         if not (self.config.default_metadata or metadata or extra):
             return {}
-        return {**self.config.default_metadata, **(metadata or {}), **extra}
+        merged = {**self.config.default_metadata, **(metadata or {}), **extra}
+        # The record is stored later, on the worker: nested values are copied, so that the caller
+        # changing them after the call changes nothing (plain values cannot change).
+        if not _IMMUTABLE.issuperset(map(type, merged.values())):
+            merged = {k: v if type(v) in _IMMUTABLE else copy.deepcopy(v) for k, v in merged.items()}
+        return merged
 
     def _identity(self, user_id: str | None, session_id: str | None) -> tuple[str | None, str | None]:
         if self._closed:
@@ -695,6 +701,7 @@ _NUMBERS = (int, float)
 _INF = float("inf")
 _MAX_FLOAT = 1.7e308  # an int above it cannot become a float
 _PLAIN_VALUES = frozenset({str, int, bool, type(None)})
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 
 def _given_or(value: Any, default: Callable[[], Any]) -> Any:

@@ -263,3 +263,17 @@ def test_a_timestamp_at_the_epoch_is_kept() -> None:
         interaction, feedback = logger.get_interaction(iid), logger.get_feedback(fid)
         assert interaction is not None and interaction.timestamp == epoch
         assert feedback is not None and feedback.timestamp == epoch
+
+
+def test_nested_metadata_changed_after_the_call_is_stored_as_it_was(tmp_path: Path) -> None:
+    """The record is written later, on the worker: the caller changing nested metadata afterwards changes nothing."""
+    settings = backend_settings("sqlite", tmp_path)
+    with create_rlhf_logger(**settings, batch_flush_interval_s=60) as logger:
+        tags = {"scores": [1.0, 2.0]}
+        iid = logger.log_interaction("p", "r", metadata={"tags": tags})
+        fid = logger.log_rating(iid, 4, metadata={"tags": tags})
+        tags["scores"].append(float("nan"))  # would be refused, and lost, if it reached the backend
+        assert logger.flush(10) == 0 and logger.refused_records == 0
+        interaction, feedback = logger.get_interaction(iid), logger.get_feedback(fid)
+        assert interaction is not None and interaction.metadata == {"tags": {"scores": [1.0, 2.0]}}
+        assert feedback is not None and feedback.metadata == {"tags": {"scores": [1.0, 2.0]}}
