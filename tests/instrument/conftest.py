@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import anthropic
 import openai
 import pytest
+from pydantic import BaseModel
 
 from rlhfkit.instrument import RLHFInstrumentation
 from rlhfkit.testing import FakeLLMServer
@@ -72,3 +73,9 @@ def aclaude(server: FakeLLMServer, inst: RLHFInstrumentation) -> anthropic.Async
 def user(text: str) -> list[dict[str, str]]:
     """A one-message conversation."""
     return [{"role": "user", "content": text}]
+
+
+class CityAnswer(BaseModel):
+    """The structured output the parse tests ask for."""
+
+    city: str

@@ -13,7 +13,7 @@ from anthropic.types import Message
 from rlhfkit.instrument import RLHFInstrumentation
 from rlhfkit.testing import FakeLLMServer
 
-from .conftest import user
+from .conftest import CityAnswer, user
 
 
 def test_messages_create_is_captured(
@@ -190,16 +190,11 @@ def test_structured_output_parse_is_captured(
     claude: anthropic.Anthropic, inst: RLHFInstrumentation, server: FakeLLMServer
 ) -> None:
     """messages.parse (structured outputs) is captured once; the SDK still parses the reply into the type."""
-    from pydantic import BaseModel
-
-    class Answer(BaseModel):
-        city: str
-
     server.queue_reply(text='{"city": "Paris"}')
     result = claude.messages.parse(
-        model="claude-x", max_tokens=64, messages=user("Capital of France?"), output_format=Answer
+        model="claude-x", max_tokens=64, messages=user("Capital of France?"), output_format=CityAnswer
     )
-    assert result.parsed_output == Answer(city="Paris")
+    assert result.parsed_output == CityAnswer(city="Paris")
     (captured,) = inst.get_interactions()
     assert (captured.prompt, captured.response) == ("Capital of France?", '{"city": "Paris"}')
     assert captured.provider == "anthropic" and captured.response_id == result.id

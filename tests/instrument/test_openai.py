@@ -15,7 +15,7 @@ from rlhfkit import Interaction
 from rlhfkit.instrument import RLHFInstrumentation
 from rlhfkit.testing import FakeLLMServer
 
-from .conftest import user
+from .conftest import CityAnswer, user
 
 
 def only(inst: RLHFInstrumentation) -> Interaction:
@@ -421,19 +421,14 @@ def test_structured_output_parse_is_captured_with_the_parsed_types_intact(
     """chat.completions.parse and responses.parse (structured outputs) are captured once each; parsing still works."""
     from openai.types.chat import ParsedChatCompletion
     from openai.types.responses import ParsedResponse
-    from pydantic import BaseModel
-
-    class Answer(BaseModel):
-        city: str
-
     server.queue_reply(text='{"city": "Paris"}')
     server.queue_reply(text='{"city": "Lyon"}')
     chat = oai.chat.completions.parse(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}], response_format=Answer
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}], response_format=CityAnswer
     )
-    response = oai.responses.parse(model="gpt-4o-mini", input="Second city of France?", text_format=Answer)
-    assert isinstance(chat, ParsedChatCompletion) and chat.choices[0].message.parsed == Answer(city="Paris")
-    assert isinstance(response, ParsedResponse) and response.output_parsed == Answer(city="Lyon")
+    response = oai.responses.parse(model="gpt-4o-mini", input="Second city of France?", text_format=CityAnswer)
+    assert isinstance(chat, ParsedChatCompletion) and chat.choices[0].message.parsed == CityAnswer(city="Paris")
+    assert isinstance(response, ParsedResponse) and response.output_parsed == CityAnswer(city="Lyon")
     first, second = inst.get_interactions()
     assert (first.prompt, first.response) == ("Capital of France?", '{"city": "Paris"}')
     assert first.metadata["api"] == "chat.completions" and first.response_id == chat.id
@@ -446,14 +441,9 @@ async def test_async_structured_output_parse_is_captured(
     aoai: openai.AsyncOpenAI, server: FakeLLMServer, inst: RLHFInstrumentation
 ) -> None:
     """The async client's parse methods are wrapped as coroutines and captured."""
-    from pydantic import BaseModel
-
-    class Answer(BaseModel):
-        city: str
-
     server.queue_reply(text='{"city": "Rome"}')
     chat = await aoai.chat.completions.parse(
-        model="m", messages=[{"role": "user", "content": "Capital of Italy?"}], response_format=Answer
+        model="m", messages=[{"role": "user", "content": "Capital of Italy?"}], response_format=CityAnswer
     )
-    assert chat.choices[0].message.parsed == Answer(city="Rome")
+    assert chat.choices[0].message.parsed == CityAnswer(city="Rome")
     assert [(i.prompt, i.response) for i in inst.get_interactions()] == [("Capital of Italy?", '{"city": "Rome"}')]
