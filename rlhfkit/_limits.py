@@ -48,6 +48,7 @@ MAX_DEPTH = 64
 SAFE_INDEXED_CHARS = MAX_INDEXED_BYTES // 4
 """No string of this many characters or fewer exceeds MAX_INDEXED_BYTES in UTF-8."""
 SAFE_MODEL_CHARS = MAX_MODEL_BYTES // 4
+"""No model name of this many characters or fewer exceeds MAX_MODEL_BYTES in UTF-8."""
 
 
 def check_text(value: str | None, field: str, max_length: int | None = None) -> None:
@@ -99,8 +100,9 @@ def check_values(value: Any, field: str) -> None:
 def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_paths: list[str]) -> None:
     """Refuse what the database cannot store: NaN, infinities, deep nesting, over-long indexed values.
 
-    Values the database indexes (model, user and session ids, feedback
-    targets, dimension names) are limited to MAX_INDEXED_BYTES. NUL characters
+    Values the database indexes (user and session ids, feedback targets,
+    dimension names) are limited to MAX_INDEXED_BYTES, model names to
+    MAX_MODEL_BYTES. NUL characters
     and lone surrogates are refused earlier, on the request body; other strings
     of any length and integers of any size are stored (the SQL backend keeps
     out-of-range integers in the record's JSON only). Field names are only
