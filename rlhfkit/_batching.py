@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["DATA_ERRORS", "BatchProcessor"]
+__all__ = ["DATA_ERRORS", "BatchProcessor", "export_isolating"]
 
 log = logging.getLogger("rlhfkit.batching")
 
@@ -250,7 +250,7 @@ class BatchProcessor(Generic[T]):
             chunk = [queue.popleft() for _ in range(size)]
             self._in_flight = size
             try:
-                self._export_or_isolate(chunk)
+                export_isolating(self._export, chunk, self._refuse)
             except Exception:
                 self.failed_exports += 1
                 queue.extendleft(reversed(chunk))
@@ -267,18 +267,6 @@ class BatchProcessor(Generic[T]):
                 self._cond.notify_all()
         return 0.0
 
-    def _export_or_isolate(self, chunk: list[T]) -> None:
-        """Export ``chunk``; when the backend refuses it, split it to export all but the refused records."""
-        try:
-            self._export(chunk)
-        except DATA_ERRORS as exc:
-            if len(chunk) == 1:
-                self._refuse(chunk[0], exc)
-                return
-            middle = len(chunk) // 2
-            self._export_or_isolate(chunk[:middle])
-            self._export_or_isolate(chunk[middle:])
-
     def _refuse(self, item: T, exc: Exception) -> None:
         self.refused += 1
         if self._on_refused is None:
@@ -288,6 +276,24 @@ class BatchProcessor(Generic[T]):
             self._on_refused(item, exc)
         except Exception:
             log.exception("%s: on_refused failed", self.name)
+
+
+def export_isolating(export: Callable[[list[T]], None], items: list[T], refuse: Callable[[T, Exception], None]) -> None:
+    """Export ``items``; when that fails on the data (:data:`DATA_ERRORS`), split them until each
+    failing item is alone, hand it to ``refuse``, and export the others. Any other error propagates.
+
+    Exports must be idempotent (every backend's write is, on record ids): a half exported before
+    its other half fails is exported again when the whole is retried.
+    """
+    try:
+        export(items)
+    except DATA_ERRORS as exc:
+        if len(items) == 1:
+            refuse(items[0], exc)
+            return
+        middle = len(items) // 2
+        export_isolating(export, items[:middle], refuse)
+        export_isolating(export, items[middle:], refuse)
 
 
 @atexit.register

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._limits import check_values
 from ._models import StorageBackend
 from .errors import ConfigurationError, from_pydantic
 from .storage.base import Storage
@@ -52,8 +53,6 @@ class RLHFConfig(BaseModel):
     @classmethod
     def _storable_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
         # Merged into every record: a value no backend can store would refuse every call.
-        from ._limits import check_values
-
         check_values(metadata, "")
         return metadata
 

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_INDEXED_BYTES",
     "MAX_MODEL_BYTES",
+    "PLAIN_TYPES",
     "SAFE_INDEXED_CHARS",
     "SAFE_MODEL_CHARS",
     "check_record",
@@ -39,6 +40,8 @@ __all__ = [
     "check_text",
     "check_values",
     "encodable",
+    "plain_metadata",
+    "plain_texts",
 ]
 
 MAX_INDEXED_BYTES = 2000
@@ -49,6 +52,36 @@ SAFE_INDEXED_CHARS = MAX_INDEXED_BYTES // 4
 """No string of this many characters or fewer exceeds MAX_INDEXED_BYTES in UTF-8."""
 SAFE_MODEL_CHARS = MAX_MODEL_BYTES // 4
 """No model name of this many characters or fewer exceeds MAX_MODEL_BYTES in UTF-8."""
+
+
+PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+"""Types of values that need no further look (floats are plain only when finite)."""
+_INF = float("inf")
+
+
+def plain_texts(*texts: str | None) -> bool:
+    """Whether these strings hold no NUL character and no lone surrogate: a screen for hot paths."""
+    for text in texts:
+        if text is not None and ("\x00" in text or not (text.isascii() or encodable(text))):
+            return False
+    return True
+
+
+def plain_metadata(meta: dict[str, Any]) -> bool:
+    """Whether ``meta`` is one level of plain, storable values: a screen for hot paths.
+
+    False says only "look closer" (:func:`check_record` names what is wrong).
+    """
+    for key, value in meta.items():
+        kind = type(value)
+        if type(key) is not str or not plain_texts(key):
+            return False
+        if kind is str:
+            if not plain_texts(value):
+                return False
+        elif kind not in PLAIN_TYPES and not (kind is float and -_INF < value < _INF):
+            return False
+    return True
 
 
 def check_text(value: str | None, field: str, max_length: int | None = None) -> None:
@@ -73,7 +106,7 @@ def encodable(text: str) -> bool:
 
 
 def check_values(value: Any, field: str) -> None:
-    """Refuse NUL characters, lone surrogates and non-finite floats anywhere in ``value``.
+    """Refuse NUL characters, lone surrogates, non-finite floats and values JSON has no form for in ``value``.
 
     Integers are checked where they reach an integer column (:func:`check_storable`).
     """
@@ -93,8 +126,14 @@ def check_values(value: Any, field: str) -> None:
                 stack.append((sub, name))
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
-        elif isinstance(item, bytes) and b"\x00" in item:
-            raise ValidationError(where, "must not contain NUL characters", None)
+        elif isinstance(item, bytes):
+            if b"\x00" in item:
+                raise ValidationError(where, "must not contain NUL characters", None)
+        elif item is not None and not isinstance(item, int):  # a value JSON may have no form for
+            try:
+                pydantic_core.to_json(item)
+            except PydanticSerializationError as exc:
+                raise ValidationError(where, f"cannot be written as JSON (a {type(item).__name__}): {exc}", None) from None
 
 
 def check_storable(batch: RecordBatch, interaction_paths: list[str], feedback_paths: list[str]) -> None:
@@ -134,7 +173,7 @@ def _check_interaction(interaction: Interaction, where: str) -> None:
     for name in _FREE_FORM:
         value = getattr(interaction, name)
         # Values holding only strings, integers, booleans and None need no walk (the usual case).
-        if value and not _PLAIN.issuperset(map(type, value.values() if type(value) is dict else value)):
+        if value and not PLAIN_TYPES.issuperset(map(type, value.values() if type(value) is dict else value)):
             _shallow(value, where, name)
     for i, message in enumerate(interaction.context):
         _shallow(message.model_extra, where, f"context[{i}]")
@@ -162,7 +201,6 @@ def _check_session(session: FeedbackSession, where: str) -> None:
     _indexable(session.id, where, "id")
 
 
-_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _indexable(value: str | None, where: str, name: str, limit: int = MAX_INDEXED_BYTES) -> None:
@@ -229,30 +267,10 @@ def check_record(record: Interaction | Feedback | FeedbackSession) -> None:
     try:
         text = record.__pydantic_serializer__.to_json(record)
     except PydanticSerializationError as exc:  # a lone surrogate, or a value JSON has no form for
-        values = record.model_dump()
-        check_values(values, "")
-        _check_serializable(values, str(exc))
+        check_values(record.model_dump(), "")
         raise ValidationError("record", f"cannot be written as JSON: {exc}") from None
     if (b"\\" in text and b"\\u0000" in text) or (not text.isascii() and _REPLACEMENT in text):
         check_values(record.model_dump(), "")
-
-
-def _check_serializable(values: dict[str, Any], reason: str) -> None:
-    """Name the first value (a custom object in metadata, say) that cannot be written as JSON."""
-    stack: list[tuple[Any, str]] = [(values, "")]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, dict):
-            stack.extend((sub, _at(where, str(key))) for key, sub in item.items())
-        elif isinstance(item, list | tuple):
-            stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
-        else:
-            try:
-                pydantic_core.to_json(item)
-            except PydanticSerializationError:
-                raise ValidationError(
-                    where, f"cannot be written as JSON (a {type(item).__name__}): {reason}", None
-                ) from None
 
 
 _REPLACEMENT = "\ufffd".encode()

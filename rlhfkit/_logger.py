@@ -23,7 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ._batching import BatchProcessor
 from ._config import RLHFConfig, create_storage
-from ._limits import SAFE_INDEXED_CHARS, SAFE_MODEL_CHARS, check_record, encodable
+from ._limits import SAFE_INDEXED_CHARS, SAFE_MODEL_CHARS, check_record, plain_metadata, plain_texts
 from ._models import (
     AnalyticsResult,
     BinaryFeedback,
@@ -277,10 +277,11 @@ class RLHFLogger:
             or not (session_id is None or type(session_id) is str)
             or len(record_id) > 200
             or not prompt.strip()
-            or not _plain_texts(record_id, prompt, response, model, user_id, session_id)
-            or not (model is None or len(model) <= SAFE_MODEL_CHARS)
-            or not _short_enough_to_index(user_id, session_id)
-            or not (meta is None or _plain_metadata(meta))
+            or not plain_texts(record_id, prompt, response, model, user_id, session_id)
+            or (model is not None and len(model) > SAFE_MODEL_CHARS)
+            or (user_id is not None and len(user_id) > SAFE_INDEXED_CHARS)
+            or (session_id is not None and len(session_id) > SAFE_INDEXED_CHARS)
+            or not (meta is None or plain_metadata(meta))
             or (
                 token_usage is not None
                 and (
@@ -443,6 +444,7 @@ class RLHFLogger:
 
     def _log_feedback(self, interaction_id: str, data: dict[str, Any], options: dict[str, Any]) -> str:
         feedback_id = self._record_id(options.pop("id", None), "feedback")
+        timestamp = options.pop("timestamp", None)
         user_id, session_id = self._identity(options.pop("user_id", None), options.pop("session_id", None))
         fields = {
             "id": feedback_id,
@@ -452,7 +454,7 @@ class RLHFLogger:
             "user_id": user_id,
             "session_id": session_id,
             "source": options.pop("source", None),
-            "timestamp": _given_or(options.pop("timestamp", None), utc_now),
+            "timestamp": utc_now() if timestamp is None else timestamp,
             "metadata": self._metadata(options.pop("metadata", None), options),
         }
         try:
@@ -698,14 +700,8 @@ class RLHFLogger:
 
 
 _NUMBERS = (int, float)
-_INF = float("inf")
 _MAX_FLOAT = 1.7e308  # an int above it cannot become a float
-_PLAIN_VALUES = frozenset({str, int, bool, type(None)})
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
-
-
-def _given_or(value: Any, default: Callable[[], Any]) -> Any:
-    return default() if value is None else value
 
 
 def _mapping(value: Any, field: str, required: bool = False) -> dict[str, Any]:
@@ -724,33 +720,6 @@ def _sequence(value: Any, field: str) -> list[Any]:
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise ValidationError(field, "must be a list", value)
     return list(value)
-
-
-def _plain_texts(*texts: str | None) -> bool:
-    """Whether these strings hold no NUL character and no lone surrogate (the fast path's screen)."""
-    for text in texts:
-        if text is not None and ("\x00" in text or not (text.isascii() or encodable(text))):
-            return False
-    return True
-
-
-def _short_enough_to_index(*texts: str | None) -> bool:
-    """Whether no string is long enough to be refused as an index entry (the others take the checked path)."""
-    return all(text is None or len(text) <= SAFE_INDEXED_CHARS for text in texts)
-
-
-def _plain_metadata(meta: dict[str, Any]) -> bool:
-    """Whether metadata is one level of plain, storable values; anything else takes the checked path."""
-    for key, value in meta.items():
-        kind = type(value)
-        if type(key) is not str or not _plain_texts(key):
-            return False
-        if kind is str:
-            if not _plain_texts(value):
-                return False
-        elif kind not in _PLAIN_VALUES and not (kind is float and -_INF < value < _INF):
-            return False
-    return True
 
 
 _time_ns = time.time_ns

@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._batching import DATA_ERRORS
+from .._batching import DATA_ERRORS, export_isolating
 from .._models import Feedback, Interaction, RecordBatch
 
 __all__ = ["Destination", "LoggerDestination", "RecordBuffer", "StorageDestination"]
@@ -79,32 +79,16 @@ class StorageDestination:
         return self._storage
 
     def deliver(self, records: list[Record]) -> None:
-        """One ``write`` of every record; when it fails, records no backend could store are set aside.
+        """One ``write`` of every record; a record the backend refuses is set aside, counted and logged.
 
         Such a record (an instrumentor that put a lone surrogate in it, say)
-        would otherwise make every write of its batch fail, again and again. It
-        is counted in ``rejected`` and logged, and the others are written. The
-        records are checked only after a failed write: the usual write pays nothing.
+        would otherwise make every write of its batch fail, again and again.
         """
-        try:
-            self.storage.write(_batch(records))
-        except Exception:
-            storable = [r for r in records if self._storable(r)]
-            if len(storable) == len(records):
-                raise  # not the records: the backend is failing, and the batch is retried
-            if storable:
-                self.storage.write(_batch(storable))
+        export_isolating(lambda some: self.storage.write(_batch(some)), records, self._reject)
 
-    def _storable(self, record: Record) -> bool:
-        from .._limits import check_record
-
-        try:
-            check_record(record)
-        except DATA_ERRORS:  # ValidationError included
-            self.rejected += 1
-            logger.exception("record %s cannot be stored; counted in dropped_records", record.id)
-            return False
-        return True
+    def _reject(self, record: Record, exc: Exception) -> None:
+        self.rejected += 1
+        logger.error("record %s cannot be stored, counted in dropped_records: %s", record.id, exc)
 
     def close(self) -> None:
         """Close the backend if it was opened."""

@@ -1,9 +1,9 @@
-"""The collector's checks of request bodies, before a record reaches the database.
+"""The collector's screen of raw request bodies, and its limit on query text.
 
 The limits themselves (NUL characters, lone surrogates, non-finite numbers,
 deep nesting, over-long indexed values) are :mod:`rlhfkit._limits`, shared
-with the logger; here they are applied to raw JSON bodies, so that no request
-can fail inside the database: such input gets a 422 naming the field.
+with the logger; the routes apply them, so that no request can fail inside
+the database: such input gets a 422 naming the field.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import json
 import math
 from typing import Any
 
-from .._limits import check_storable, check_text, check_values
-
-__all__ = ["MAX_TEXT", "BodyScan", "check_storable", "check_text", "check_values"]
+__all__ = ["MAX_TEXT", "BodyScan"]
 
 MAX_TEXT = 10_000
 
@@ -24,7 +22,7 @@ class BodyScan:
 
     NaN and infinities (also from overflowing literals such as ``1e400``) are
     noted while parsing; NUL and surrogate escapes are found in the raw text.
-    Only a noted body is walked by :func:`check_values` (to name the field).
+    Only a noted body is walked by :func:`rlhfkit._limits.check_values` (to name the field).
     """
 
     def __init__(self) -> None:

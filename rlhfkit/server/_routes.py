@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from .._limits import check_storable, check_text, check_values
 from .._models import (
     AnalyticsResult,
     ComparativeData,
@@ -36,7 +37,7 @@ from .._models import (
 )
 from ..errors import NotFoundError, ValidationError, from_pydantic
 from ..storage.base import Storage
-from ._checks import MAX_TEXT, BodyScan, check_storable, check_text, check_values
+from ._checks import MAX_TEXT, BodyScan
 from ._combine import WriteCombiner
 from ._ingest import ParsedPaths, parse_batch
 from ._keys import ApiKey

@@ -33,6 +33,7 @@ from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import Any, Literal
 
+from .._batching import DATA_ERRORS
 from .._models import (
     Feedback,
     FeedbackFilter,
@@ -584,6 +585,8 @@ def _refuses_data(exc: BaseException) -> bool:
     """Whether a write failed on the records themselves rather than on the database's availability."""
     import sqlite3
 
+    if isinstance(exc, DATA_ERRORS):  # raised while building rows from the records, before the database
+        return True
     original = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's exception
     sqlstate = getattr(original, "sqlstate", None)
     if isinstance(sqlstate, str):
